@@ -1,0 +1,35 @@
+# autocnn — run `make help` for the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test ui clean clean-runs
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(INSTALLED) ## Create .venv and install autocnn with its test tools
+
+demo: $(INSTALLED) ## Search a CNN for the embedded digits set, evaluate and register it in mlruns/
+	$(BIN)/autocnn search --dataset digits --tuner bayesian --max-trials 12 --epochs 20 --overwrite
+
+test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
+	$(BIN)/python -m pytest
+
+ui: $(INSTALLED) ## Open the MLflow UI over mlruns/ on http://127.0.0.1:$(PORT)
+	$(BIN)/autocnn ui --port $(PORT)
+
+clean: ## Remove the virtual environment and build leftovers (keeps mlruns/)
+	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+clean-runs: ## Delete every run, model and tuner project in mlruns/
+	find mlruns -mindepth 1 ! -name .gitignore -delete

@@ -1,0 +1,39 @@
+"""Plain-text summaries for the console."""
+
+from autocnn import evaluate
+
+
+def format_summary(result, config) -> str:
+    """The end-of-search summary: best trial, test metrics, per-class scores, registered model."""
+    m = result.metrics
+    hps = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in result.best_hyperparameters.items())
+    rows = [
+        ("trials", f"{result.trials_completed} completed, {result.trials_failed} failed"),
+        ("best trial", f"{int(result.best_trial_id) + 1} (val_accuracy "
+                       f"{result.best_val_accuracy:.4f})"),
+        ("hyperparameters", hps),
+        ("retrained", f"{result.retrain_epochs} epochs on train + val"),
+        ("test accuracy", f"{m['accuracy']:.4f}"),
+        ("test precision", f"macro {m['precision_macro']:.4f}, weighted "
+                           f"{m['precision_weighted']:.4f}"),
+        ("test recall", f"macro {m['recall_macro']:.4f}, weighted {m['recall_weighted']:.4f}"),
+        ("test F1", f"macro {m['f1_macro']:.4f}, weighted {m['f1_weighted']:.4f}"),
+        ("MLflow run", result.run_id),
+    ]
+    reg = result.registration
+    if reg is not None:
+        if reg.champion:
+            verdict = "now the champion" + (
+                "" if reg.previous_champion is None
+                else f" (beat {reg.previous_champion:.4f} on test_{config.champion_metric})")
+        else:
+            verdict = (f"champion kept ({reg.previous_champion:.4f} >= "
+                       f"{m[config.champion_metric]:.4f} on test_{config.champion_metric})")
+        rows.append(("registered model", f"{reg.model_uri}, {verdict}"))
+    width = max(len(k) for k, _ in rows)
+    lines = ["", "=" * 72, "Search summary", "=" * 72]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    lines += ["", evaluate.format_per_class(m), "",
+              "Open the MLflow UI with `autocnn ui` (or `make ui`)."]
+    return "\n".join(lines)

@@ -1,0 +1,236 @@
+"""The search: a keras-tuner tuner chosen by name, trials tracked in MLflow, the best retrained."""
+
+import collections
+import time
+from dataclasses import dataclass
+
+import keras
+import keras_tuner as kt
+import numpy as np
+from keras_tuner.src import config as kt_config
+
+from autocnn import data, evaluate, space
+from autocnn.config import SearchConfig
+from autocnn.errors import SearchError
+from autocnn.tracking import Registration, Tracker
+
+TUNER_CLASSES = {
+    "random": kt.RandomSearch,
+    "bayesian": kt.BayesianOptimization,
+    "hyperband": kt.Hyperband,
+}
+OBJECTIVE = "val_accuracy"
+
+
+@dataclass
+class SearchResult:
+    run_id: str  # the MLflow parent run
+    best_trial_id: str
+    best_hyperparameters: dict
+    best_val_accuracy: float
+    trials_completed: int
+    trials_failed: int
+    retrain_epochs: int
+    metrics: dict  # evaluate.compute_metrics on the test split
+    registration: Registration | None
+    model: keras.Model
+
+
+class TrackedTrials:
+    """Mixin for a keras-tuner Tuner: a progress line and one MLflow child run per trial.
+
+    It uses only the tuners' public hooks (on_trial_begin, on_epoch_end, on_trial_end), so the
+    same mixin serves every tuner.
+    """
+
+    def __init__(self, *args, tracker: Tracker, total_trials: int, echo=print, **kwargs):
+        self.tracker, self.total_trials, self.echo = tracker, total_trials, echo
+        self._runs, self._started, self._durations = {}, {}, []
+        self._search_started = time.monotonic()
+        super().__init__(*args, **kwargs)
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        values = space.active_values(trial.hyperparameters)
+        self._runs[trial.trial_id] = self.tracker.start_trial(trial.trial_id, values)
+        self._started[trial.trial_id] = time.monotonic()
+
+    def on_epoch_end(self, trial, model, epoch, logs=None):
+        super().on_epoch_end(trial, model, epoch, logs=logs)
+        self.tracker.log_epoch(self._runs[trial.trial_id], epoch, logs or {})
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)
+        finally:
+            self._record(self.oracle.get_trial(trial.trial_id))
+
+    def _record(self, trial):
+        seconds = time.monotonic() - self._started.pop(trial.trial_id)
+        self._durations.append(seconds)
+        values = space.active_values(trial.hyperparameters)
+        metrics, tags = {"trial_seconds": seconds}, {"status": trial.status}
+        if trial.status == "COMPLETED":
+            metrics.update({"best_val_accuracy": trial.score, "best_epoch": trial.best_step + 1})
+            outcome = f"val_accuracy {trial.score:.4f}"
+        else:
+            tags["failure_reason"] = outcome = failure_reason(trial)
+        self.tracker.end_trial(self._runs.pop(trial.trial_id), trial.status, metrics, tags,
+                               message=trial.message)
+        self.echo(self._progress_line(trial, outcome, seconds, values))
+
+    def _progress_line(self, trial, outcome, seconds, values):
+        number = int(trial.trial_id) + 1
+        remaining = max(self.total_trials - number, 0)
+        eta = np.mean(self._durations) * remaining
+        elapsed = time.monotonic() - self._search_started
+        hps = " ".join(f"{k}={_short(v)}" for k, v in values.items())
+        return (f"trial {number:>3}/{self.total_trials} {trial.status.lower():<9} {outcome}  "
+                f"[{seconds:.1f}s, elapsed {_clock(elapsed)}, ETA {_clock(eta)}]  {hps}")
+
+
+def failure_reason(trial) -> str:
+    """The last line of a failed trial's traceback, without the exception's class name."""
+    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown"
+    last = lines[-1]
+    head, _, rest = last.partition(": ")
+    return rest if rest and "Error" in head else last
+
+
+def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
+                 hyperparameters: kt.HyperParameters | None = None):
+    """The tuner named by ``config.tuner``, with progress and MLflow tracking mixed in.
+
+    ``hyperparameters`` fixes or narrows some of the space's hyperparameters (keras-tuner's own
+    argument); the others are still searched.
+    """
+    base = TUNER_CLASSES[config.tuner]
+    cls = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
+    kwargs = dict(
+        hypermodel=hypermodel, objective=OBJECTIVE, seed=config.seed,
+        hyperparameters=hyperparameters,
+        max_consecutive_failed_trials=config.max_failed_trials,
+        directory=config.tuner_dir, project_name=config.project_name,
+        overwrite=config.overwrite, tracker=tracker, total_trials=config.max_trials, echo=echo,
+    )
+    if config.tuner == "hyperband":
+        tuner = cls(max_epochs=config.epochs, factor=3, **kwargs)
+        # Hyperband derives its trial count from max_epochs; cap it like the other tuners.
+        tuner.oracle.max_trials = config.max_trials
+        return tuner
+    return cls(max_trials=config.max_trials, **kwargs)
+
+
+def run_search(config: SearchConfig, echo=print,
+               hyperparameters: kt.HyperParameters | None = None) -> SearchResult:
+    """Search, retrain the best configuration on train + val, evaluate on test, register."""
+    dataset = data.load(config.dataset, seed=config.seed, val_fraction=config.val_fraction,
+                        test_fraction=config.test_fraction)
+    tracker = Tracker(config.tracking_uri, config.project_name)
+    echo(dataset.summary())
+    keras.utils.set_random_seed(config.seed)
+    run_id = tracker.start_search(
+        f"search-{config.tuner}", params=config.to_dict(),
+        tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"})
+    try:
+        result = _search_and_retrain(config, dataset, tracker, echo, hyperparameters)
+    except BaseException:
+        tracker.end_search("FAILED")
+        raise
+    tracker.end_search()
+    return result
+
+
+def _search_and_retrain(config, dataset, tracker, echo, hyperparameters):
+    hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes)
+    # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
+    # switch); the progress line gives the reason and the child run keeps the traceback.
+    kt_config.DEBUG = config.verbose > 0
+    tuner = create_tuner(config, hypermodel, tracker, echo, hyperparameters)
+    echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
+         f"{config.epochs} epochs; MLflow run {tracker.parent_run_id} in {tracker.tracking_uri}")
+    stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=config.patience)
+    try:
+        tuner.search(dataset.x_train, dataset.y_train, epochs=config.epochs,
+                     batch_size=config.batch_size, callbacks=[stop_early], verbose=config.verbose,
+                     validation_data=(dataset.x_val, dataset.y_val))
+    except RuntimeError as err:
+        if "consecutive failures" not in str(err):
+            raise
+        raise SearchError(f"{config.max_failed_trials} trials failed in a row; most common "
+                          f"reason: {_most_common_reason(tuner)}. Widen the space or raise "
+                          "--max-failed-trials") from None
+    trials = tuner.oracle.trials.values()
+    completed = [t for t in trials if t.status == "COMPLETED"]
+    if not completed:
+        raise SearchError(f"no trial succeeded; most common reason: {_most_common_reason(tuner)}")
+    best = tuner.oracle.get_best_trials(1)[0]
+    best_values = space.active_values(best.hyperparameters)
+    tracker.log_params(tracker.parent_run_id, {f"best_{k}": v for k, v in best_values.items()})
+    tracker.log_metrics(tracker.parent_run_id, {"best_val_accuracy": best.score,
+                                                "trials_completed": len(completed),
+                                                "trials_failed": len(trials) - len(completed)})
+    echo(f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; retraining on "
+         f"train + val for {best.best_step + 1} epochs")
+    model, history = retrain(hypermodel, best, dataset, config)
+    metrics = evaluate.compute_metrics(
+        dataset.y_test, predict_classes(model, dataset.x_test), dataset.class_names)
+    _log_evaluation(tracker, metrics, history, dataset)
+    registration = None
+    if config.register:
+        registration = tracker.register_model(
+            model, dataset.x_test[:5], config.registered_name,
+            f"test_{config.champion_metric}", metrics[config.champion_metric])
+    return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
+                        len(completed), len(trials) - len(completed), best.best_step + 1,
+                        metrics, registration, model)
+
+
+def retrain(hypermodel, trial, dataset, config):
+    """Train the trial's configuration afresh on train + val for its best number of epochs."""
+    keras.utils.set_random_seed(config.seed)
+    keras.backend.clear_session()
+    model = hypermodel.build(trial.hyperparameters)
+    x = np.concatenate([dataset.x_train, dataset.x_val])
+    y = np.concatenate([dataset.y_train, dataset.y_val])
+    history = model.fit(x, y, epochs=trial.best_step + 1, batch_size=config.batch_size,
+                        verbose=config.verbose)
+    return model, history.history
+
+
+def predict_classes(model, x, batch_size: int = 256) -> np.ndarray:
+    return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+
+
+def _log_evaluation(tracker, metrics, history, dataset):
+    tracker.log_metrics(tracker.parent_run_id, evaluate.flatten_metrics(metrics))
+    for epoch, values in enumerate(zip(*history.values())):
+        tracker.log_metrics(tracker.parent_run_id,
+                            {f"retrain_{k}": v for k, v in zip(history, values)}, step=epoch)
+    fig = evaluate.plot_confusion_matrix(metrics)
+    tracker.log_figure(fig, "plots/confusion_matrix.png")
+    tracker.log_figure(evaluate.plot_history(history, "Retraining the best model (train + val)"),
+                       "plots/retrain_curves.png")
+    tracker.log_text(evaluate.format_per_class(metrics), "evaluation/per_class.txt")
+    tracker.log_dict(metrics, "evaluation/metrics.json")
+    tracker.log_text(dataset.summary(), "data/summary.txt")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _most_common_reason(tuner) -> str:
+    reasons = collections.Counter(
+        failure_reason(t) for t in tuner.oracle.trials.values() if t.status != "COMPLETED")
+    return reasons.most_common(1)[0][0] if reasons else "unknown"
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

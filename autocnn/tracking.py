@@ -1,0 +1,176 @@
+"""MLflow tracking, the only module that imports mlflow: runs, metrics, artifacts, the registry.
+
+A search is one parent run; each trial is a child run (tagged ``mlflow.parentRunId``, so the UI
+nests it). The retrained best model is logged with MLflow's Keras flavor on the parent run and
+registered as a new model version; the alias ``champion`` moves to it only when it beats the
+current champion on the chosen test metric.
+"""
+
+import functools
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from autocnn.errors import TrackingError
+
+CHAMPION = "champion"
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Registration:
+    model_uri: str  # models:/NAME/VERSION
+    name: str
+    version: int
+    champion: bool  # whether the alias moved to this version
+    previous_champion: float | None  # the old champion's score, if there was one
+
+
+def resolve_tracking_uri(uri: str) -> tuple[str, str | None]:
+    """An absolute tracking URI and, for a local SQLite store, the artifact folder beside it."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):]).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}", (path.parent / "artifacts").as_uri()
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    return uri, None
+
+
+def _check_server(uri: str) -> None:
+    # MLflow's own client retries for minutes; one short request tells at once.
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+            return
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}): start it "
+            "(`mlflow server`) or pass another --tracking-uri"
+        ) from None
+
+
+class Tracker:
+    """One experiment in one tracking store, and the parent run of the search in progress."""
+
+    def __init__(self, tracking_uri: str, experiment: str):
+        self.tracking_uri, artifact_root = resolve_tracking_uri(tracking_uri)
+        try:
+            self.client = MlflowClient(self.tracking_uri)
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                location = f"{artifact_root}/{experiment}" if artifact_root else None
+                self.experiment_id = self.client.create_experiment(experiment, location)
+            else:
+                self.experiment_id = found.experiment_id
+        except MlflowException as err:
+            message = str(err).splitlines()[0]
+            raise TrackingError(f"cannot use tracking URI {tracking_uri!r}: {message}") from None
+        self.parent_run_id: str | None = None
+
+    def start_search(self, run_name: str, params: dict, tags: dict) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        self.parent_run_id = run.info.run_id
+        self.log_params(self.parent_run_id, params)
+        return self.parent_run_id
+
+    def end_search(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_run_id, status)
+
+    def start_trial(self, trial_id: str, params: dict) -> str:
+        tags = {"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, epoch: int, logs: dict) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, epoch) for k, v in logs.items() if _is_number(v)]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def end_trial(self, run_id: str, status: str, metrics: dict, tags: dict,
+                  message: str | None = None) -> None:
+        self.log_metrics(run_id, metrics)
+        if message:
+            self.client.log_text(run_id, message, "failure.txt")
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.set_terminated(run_id, "FINISHED" if status == "COMPLETED" else "FAILED", now)
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_metrics(self, run_id: str, metrics: dict, step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_figure(self, figure, path: str) -> None:
+        self.client.log_figure(self.parent_run_id, figure, path)
+
+    def log_text(self, text: str, path: str) -> None:
+        self.client.log_text(self.parent_run_id, text, path)
+
+    def log_dict(self, data: dict, path: str) -> None:
+        self.client.log_dict(self.parent_run_id, data, path)
+
+    def register_model(self, model, x_example, name: str, metric: str,
+                       score: float) -> Registration:
+        """Log ``model`` with the Keras flavor on the parent run, register it, maybe crown it."""
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(x_example, model.predict(x_example, verbose=0))
+        mlflow.set_tracking_uri(self.tracking_uri)
+        log = functools.partial(mlflow.keras.log_model, model, name="model", signature=signature,
+                                registered_model_name=name)
+        with mlflow.start_run(run_id=self.parent_run_id):
+            try:
+                info = log(input_example=x_example)
+                example = "saved"
+            except (MlflowException, OSError) as err:
+                # Some MLflow releases cannot save an input example with the Keras flavor;
+                # drop the half-logged model and log it with its signature alone.
+                self._delete_pending_model()
+                info = log()
+                example = f"not saved ({type(err).__name__} in mlflow {mlflow.__version__})"
+            mlflow.set_tag("input_example", example)
+        version = int(info.registered_model_version)
+        self.client.set_model_version_tag(name, str(version), metric, f"{score:.6f}")
+        previous = self.champion_score(name, metric)
+        crowned = previous is None or score > previous
+        if crowned:
+            self.client.set_registered_model_alias(name, CHAMPION, str(version))
+        return Registration(f"models:/{name}/{version}", name, version, crowned, previous)
+
+    def _delete_pending_model(self) -> None:
+        pending = mlflow.last_logged_model()
+        if pending is not None and str(pending.status) == "PENDING":
+            self.client.delete_logged_model(pending.model_id)
+
+    def champion_score(self, name: str, metric: str) -> float | None:
+        """The champion version's score on ``metric``, or None when there is no champion."""
+        try:
+            version = self.client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+        if metric in version.tags:
+            return float(version.tags[metric])
+        value = self.client.get_run(version.run_id).data.metrics.get(metric)
+        return None if value is None else float(value)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,64 @@
+"""The command line: help, and one-line errors with exit status 2 for bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from autocnn.cli import main
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_help_describes_every_search_option(capsys):
+    code, out, _ = run_cli(capsys, "search", "--help")
+    assert code == 0
+    for option in ("--dataset", "--tuner", "--max-trials", "--epochs", "--seed",
+                   "--tracking-uri", "--project", "--champion-metric"):
+        assert option in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "cifar99"], "Error: unknown data set 'cifar99': choose one of digits"),
+    (["--tuner", "grid"], "Error: Invalid value for '--tuner': 'grid' is not one of 'random', "
+                          "'bayesian', 'hyperband'."),
+    (["--max-trials", "0"], "Error: Invalid value for '--max-trials': 0 is not in the range x>=1."),
+])
+def test_bad_options_get_one_line_and_exit_2(capsys, workdir, args, message):
+    code, out, err = run_cli(capsys, "search", *args)
+    assert code == 2
+    assert err.strip().startswith(message)
+    assert len(err.strip().splitlines()) == 1
+    assert not (workdir / "mlruns").exists()
+
+
+def test_unreachable_tracking_server_is_named(capsys, workdir):
+    code, _, err = run_cli(capsys, "search", "--tracking-uri", "http://127.0.0.1:9",
+                           "--max-trials", "1", "--epochs", "1")
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("Error: cannot reach the MLflow tracking server at "
+                           "http://127.0.0.1:9")
+    assert "--tracking-uri" in line
+    assert "Traceback" not in err
+
+
+def test_unusable_tracking_uri_scheme_is_named(capsys, workdir):
+    code, _, err = run_cli(capsys, "search", "--tracking-uri", "nosuchscheme://x",
+                           "--max-trials", "1")
+    assert code == 2
+    assert "Error: cannot use tracking URI 'nosuchscheme://x'" in err
+    assert "Traceback" not in err
+
+
+def test_installed_command_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "autocnn", "search", "--dataset", "nope"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "Error: unknown data set 'nope': choose one of digits"

@@ -1,0 +1,74 @@
+"""The real CLI on digits, into a temporary MLflow store: runs, registry, alias, model."""
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from autocnn import data
+from autocnn.cli import main
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--dataset", "digits", "--max-trials", "2", "--epochs", "1",
+              "--seed", "7", "--tracking-uri", uri, "--tuner-dir", str(folder / "tuner"),
+              "--project", "e2e"])
+    assert exit_info.value.code == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([experiment.experiment_id])
+    return folder, uri, client, runs
+
+
+def test_one_parent_run_and_one_child_per_trial(searched):
+    _, _, client, runs = searched
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert parent.data.params["tuner"] == "random"
+    for child in children:
+        assert {"num_blocks", "filters", "kernel_size", "padding", "pooling"} <= set(
+            child.data.params)
+        if child.data.tags["status"] == "COMPLETED":
+            history = client.get_metric_history(child.info.run_id, "val_accuracy")
+            assert [m.step for m in history] == [0]
+        else:
+            assert child.data.tags["failure_reason"]
+            assert child.info.status == "FAILED"
+
+
+def test_test_metrics_and_plots_are_on_the_parent_run(searched):
+    folder, _, client, runs = searched
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    metrics = parent.data.metrics
+    for key in ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+                "test_f1_weighted", "test_f1_class_0", "test_recall_class_9"):
+        assert 0.0 <= metrics[key] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/confusion_matrix.png", "plots/retrain_curves.png"} <= artifacts
+    # Artifacts live beside the SQLite database, not in the working directory's mlruns/.
+    assert (folder / "artifacts").is_dir()
+
+
+def test_best_model_is_registered_as_champion_and_predicts(searched):
+    _, uri, client, runs = searched
+    version = client.get_model_version_by_alias("e2e", "champion")
+    assert str(version.version) == "1"
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert float(version.tags["test_f1_macro"]) == pytest.approx(
+        parent.data.metrics["test_f1_macro"], abs=1e-6)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.keras.load_model("models:/e2e@champion")
+    x = data.load("digits", seed=7).x_test[:5]
+    probabilities = model.predict(x, verbose=0)
+    assert probabilities.shape == (5, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    info = mlflow.models.get_model_info("models:/e2e@champion")
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 8, 8, 1)
