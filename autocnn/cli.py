@@ -10,8 +10,8 @@ import sys
 import click
 
 from autocnn import __version__
-from autocnn.config import (CHAMPION_METRICS, DEFAULT_TRACKING_URI, DEFAULT_TUNER_DIR,
-                            TUNERS, SearchConfig)
+from autocnn.config import (CACHES, CHAMPION_METRICS, DEFAULT_TRACKING_URI,
+                            DEFAULT_TUNER_DIR, TUNERS, DataConfig, SearchConfig)
 from autocnn.errors import AutoCNNError
 
 TRACKING_HELP = ("MLflow tracking URI: a SQLite file (the default, beside an artifacts/ folder) "
@@ -28,9 +28,58 @@ def cli():
     """
 
 
+class ImageSize(click.ParamType):
+    """HxW (64x48) or N (64x64)."""
+
+    name = "HxW"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).lower().split("x")
+        if len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            return (int(parts[0]), int(parts[-1]))
+        self.fail(f"{value!r} is not HxW (for example 64x64, or 64)", param, ctx)
+
+
+DATASET_HELP = ("digits (embedded), fashion_mnist, a folder of class sub-folders (PATH/), a .npz "
+                "file, idx:DIR or tfds:NAME. `autocnn datasets` lists them.")
+
+
+def data_options(command):
+    """The options every command that loads a data set shares."""
+    options = [
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where fashion_mnist and tfds:NAME look for their files first."),
+        click.option("--image-size", type=ImageSize(), default=None,
+                     help="Resize images to HxW [default: the source's own size; for a folder "
+                          "the most common one]."),
+        click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+                     help="1 (grayscale) or 3 (RGB) [default: the source's own; for a folder 3 "
+                          "if any image has colour]."),
+        click.option("--skip-bad-files", is_flag=True,
+                     help="Skip unreadable images and report them, instead of stopping."),
+        click.option("--cache", type=click.Choice(CACHES), default="auto", show_default=True,
+                     help="Keep decoded folder images in memory (auto: when they fit in 1 GiB)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_data_config(dataset, seed, data_dir, image_size, channels, skip_bad_files, cache,
+                     **_) -> DataConfig:
+    return DataConfig(dataset=dataset, seed=seed, data_dir=data_dir, image_size=image_size,
+                      channels=int(channels) if channels else None,
+                      skip_bad_files=skip_bad_files, cache=cache)
+
+
+DATA_KEYS = ("dataset", "data_dir", "image_size", "channels", "skip_bad_files", "cache")
+
+
 @cli.command()
-@click.option("--dataset", default="digits", show_default=True,
-              help="Data set to search on: digits (scikit-learn's 8x8 digits, embedded).")
+@click.option("--dataset", default="digits", show_default=True, help=DATASET_HELP)
+@data_options
 @click.option("--tuner", type=click.Choice(TUNERS), default="random", show_default=True,
               help="keras-tuner algorithm.")
 @click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True,
@@ -65,17 +114,62 @@ def search(no_register, **options):
     Example:
       autocnn search --dataset digits --tuner bayesian --max-trials 20 --epochs 30
     """
-    config = SearchConfig(register=not no_register, **options)
-    from autocnn import data
-
-    if config.dataset not in data.SOURCES:
-        data.load(config.dataset)  # raises the error that lists the valid names
+    data_config = make_data_config(**options)
+    settings = {k: v for k, v in options.items() if k not in DATA_KEYS}
+    config = SearchConfig(data=data_config, register=not no_register, **settings)
     _quiet_tensorflow()
-    from autocnn.search import run_search
-    from autocnn.report import format_summary
+    from autocnn import data as data_module
 
-    result = run_search(config, echo=click.echo)
+    dataset = data_module.load(data_config, echo=click.echo)  # bad data fails before the search
+    from autocnn.report import format_summary
+    from autocnn.search import run_search
+
+    result = run_search(config, echo=click.echo, dataset=dataset)
     click.echo(format_summary(result, config))
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Also look for data sets here.")
+def datasets(data_dir):
+    """List the kinds of data source and what is found on this machine."""
+    from autocnn.sources import describe_sources
+
+    for name, what, found in describe_sources(DataConfig(data_dir=data_dir)):
+        click.echo(f"{name:<14} {what}")
+        if found:
+            click.echo(f"{'':<14} {found}")
+
+
+@cli.group()
+def data():
+    """Look at a data set before searching it."""
+
+
+@data.command()
+@click.argument("dataset")
+@data_options
+@click.option("--seed", type=int, default=42, show_default=True, help="Fixes the split.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the PNG grid of samples [default: DATASET-samples.png].")
+def inspect(dataset, output, **options):
+    """Counts per class and split, image shape and value range, and a PNG grid of samples.
+
+    \b
+    Examples:
+      autocnn data inspect fashion_mnist
+      autocnn data inspect ~/pictures/pets/ --image-size 64x64 --skip-bad-files
+    """
+    config = make_data_config(dataset=dataset, **options)
+    _quiet_tensorflow()
+    from autocnn import data as data_module
+    from autocnn import inspection
+
+    loaded = data_module.load(config, echo=click.echo)
+    click.echo(inspection.describe(loaded))
+    output = output or f"{data_module.slug(dataset)}-samples.png"
+    inspection.plot_samples(loaded).savefig(output, dpi=100)
+    click.echo(f"\nsample grid written to {output}")
 
 
 @cli.command()

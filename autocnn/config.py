@@ -1,6 +1,6 @@
 """Typed, validated settings for a search; every field has a commented default."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from autocnn.errors import ConfigError
 
@@ -9,21 +9,43 @@ TUNERS = ("random", "bayesian", "hyperband")
 CHAMPION_METRICS = (
     "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
 )
+CACHES = ("auto", "memory", "none")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # relative to the working directory
 DEFAULT_TUNER_DIR = "mlruns/tuner"
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"  # a name from `autocnn datasets`, PATH/, file.npz, idx:DIR or tfds:NAME
+    data_dir: str | None = None  # where fashion_mnist and tfds:NAME look for their files
+    image_size: tuple[int, int] | None = None  # (height, width); None: the source's own size
+    channels: int | None = None  # 1 or 3; None: the source's own (folders: 3 if any is colour)
+    skip_bad_files: bool = False  # skip unreadable images (and report them) instead of failing
+    cache: str = "auto"  # decoded-image cache for folders: auto, memory or none
+    seed: int = 42  # fixes the split
+    val_fraction: float = 0.2  # of what is left after the test split
+    test_fraction: float = 0.2  # of all data, when the source has no test split of its own
+
+    def __post_init__(self):
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        _check_choice("cache", self.cache, CACHES)
+        if self.image_size is not None and min(self.image_size) < 1:
+            raise ConfigError(f"image size must be positive, got {self.image_size}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class SearchConfig:
-    dataset: str = "digits"  # data set name (see `autocnn search --help`)
+    data: DataConfig = field(default_factory=DataConfig)
     tuner: str = "random"  # one of TUNERS
     max_trials: int = 10  # trials to run, rejected architectures included
     epochs: int = 20  # most epochs per trial (Hyperband's max_epochs)
     patience: int = 5  # early stopping on validation accuracy, in epochs
     batch_size: int = 32
-    seed: int = 42  # fixes the split, the tuner's choices and the weight initialisation
-    val_fraction: float = 0.2  # of the data left after the test split
-    test_fraction: float = 0.2  # of all data, never seen by the search
+    seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     project: str = ""  # tuner project and MLflow experiment; "" means "autocnn-<dataset>"
     tuner_dir: str = DEFAULT_TUNER_DIR  # where keras-tuner keeps trials (for resuming)
@@ -40,20 +62,21 @@ class SearchConfig:
         for name in ("max_trials", "epochs", "patience", "batch_size", "max_failed_trials"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 
     @property
     def project_name(self) -> str:
-        return self.project or f"autocnn-{self.dataset}"
+        from autocnn.data import slug
+
+        return self.project or f"autocnn-{slug(self.data.dataset)}"
 
     @property
     def registered_name(self) -> str:
         return self.model_name or self.project_name
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Flat settings for MLflow params: the data settings unnested."""
+        settings = asdict(self)
+        return {**settings.pop("data"), **settings}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,75 +1,206 @@
-"""Data sources, each loaded into one `Dataset` with a seeded, stratified train/val/test split."""
+"""Every data source loaded into one `Dataset`: seeded, stratified splits and `tf.data` pipelines.
 
+A `Split` holds its labels in memory and its images either in memory (small sets: digits,
+Fashion-MNIST, .npz, tensorflow-datasets) or as file paths that `tf.data` decodes on the fly in
+parallel (image folders), so a folder far larger than memory still trains.
+"""
+
+import dataclasses
+import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from autocnn.config import DataConfig
 from autocnn.errors import DataError
+
+AUTO_CACHE_BYTES = 1 << 30  # decoded uint8 images up to 1 GiB are cached in memory
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's labels, with its images in memory or as files decoded by `tf.data`."""
+
+    labels: np.ndarray  # int64, (n,)
+    images: np.ndarray | None = None  # (n, h, w, c): uint8 in 0..255 or float32 in [0, 1]
+    paths: tuple[str, ...] | None = None  # image files, decoded and resized on the fly
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices) -> "Split":
+        indices = np.asarray(indices)
+        return Split(self.labels[indices],
+                     None if self.images is None else self.images[indices],
+                     None if self.paths is None else tuple(self.paths[i] for i in indices))
+
+    def concat(self, other: "Split") -> "Split":
+        labels = np.concatenate([self.labels, other.labels])
+        if self.images is not None:
+            return Split(labels, np.concatenate([self.images, other.images]))
+        return Split(labels, paths=self.paths + other.paths)
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    x_train: np.ndarray  # float32, (n, height, width, channels), values in [0, 1]
-    y_train: np.ndarray  # int labels in [0, len(class_names))
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    train: Split
+    val: Split
+    test: Split
     class_names: tuple[str, ...]
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
+    input_shape: tuple[int, int, int]  # (height, width, channels) the model sees
+    skipped: tuple[str, ...] = ()  # unreadable files left out with --skip-bad-files
+    cache: str = "auto"
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def splits(self) -> dict[str, Split]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
     def summary(self) -> str:
         h, w, c = self.input_shape
-        return (f"{self.name}: {h}x{w}x{c} images, {self.num_classes} classes, "
-                f"{len(self.y_train)} train / {len(self.y_val)} val / {len(self.y_test)} test")
+        text = (f"{self.name}: {h}x{w}x{c} images, {self.num_classes} classes, "
+                f"{len(self.train)} train / {len(self.val)} val / {len(self.test)} test")
+        if self.skipped:
+            text += f" ({len(self.skipped)} unreadable files skipped)"
+        return text
+
+    def counts(self) -> dict[str, list[int]]:
+        """Images per class in each split."""
+        return {name: np.bincount(split.labels, minlength=self.num_classes).tolist()
+                for name, split in self.splits.items()}
+
+    def pipeline(self, split: Split, batch_size: int, *, shuffle: bool = False,
+                 seed: int = 0):
+        """Batches of (float32 images in [0, 1], int labels) for Keras, prefetched."""
+        from autocnn import inputs
+
+        return inputs.batches(split, self.input_shape, batch_size, shuffle=shuffle,
+                                 seed=seed, cache=self._cache_for(split))
+
+    def _cache_for(self, split: Split) -> bool:
+        if split.paths is None:
+            return False
+        if self.cache != "auto":
+            return self.cache == "memory"
+        return len(split) * int(np.prod(self.input_shape)) <= AUTO_CACHE_BYTES
 
 
-def _load_digits():
-    from sklearn.datasets import load_digits
+def load(config: DataConfig | str, echo=None) -> Dataset:
+    """Load the data set ``config.dataset`` and split it, stratified by class and seeded."""
+    from autocnn import folders, sources
 
-    bunch = load_digits()
-    # 8x8 images with values 0..16; scale to [0, 1] and add the channel axis.
-    x = (bunch.images / 16.0).astype("float32")[..., np.newaxis]
-    return x, bunch.target.astype("int64"), tuple(str(n) for n in bunch.target_names)
+    if isinstance(config, str):
+        config = DataConfig(dataset=config)
+    name = config.dataset
+    if name in sources.NAMED:
+        loaded = sources.NAMED[name](config)
+    elif name.startswith("idx:"):
+        loaded = sources.load_idx_dir(name[4:], config)
+    elif name.startswith("tfds:"):
+        loaded = sources.load_tfds(name[5:], config)
+    elif name.lower().endswith(".npz"):
+        loaded = sources.load_npz(name, config)
+    elif name.endswith(os.sep) or os.path.isdir(name):
+        loaded = folders.load_folder(name, config, echo=echo)
+    else:
+        hint = "a file of an unknown kind" if os.path.exists(name) else "no such file or folder"
+        raise DataError(f"unknown data set {name!r} ({hint}): choose one of "
+                        f"{', '.join(sources.NAMED)}, a folder of class sub-folders (PATH/), "
+                        "a .npz file, idx:DIR or tfds:NAME (see `autocnn datasets`)")
+    return _finish(name, loaded, config)
 
 
-SOURCES = {"digits": _load_digits}
+@dataclass
+class Loaded:
+    """What a source returns: its own splits (at least train) and what describes them."""
+
+    splits: dict[str, Split]
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    skipped: tuple[str, ...] = ()
 
 
-def list_sources() -> list[str]:
-    return sorted(SOURCES)
+def _finish(name, loaded: Loaded, config: DataConfig) -> Dataset:
+    splits = dict(loaded.splits)
+    names = loaded.class_names
+    if "test" not in splits:
+        splits["train"], splits["test"] = stratified_split(
+            splits["train"], config.test_fraction, config.seed, names, name, "test")
+    if "val" not in splits:
+        splits["train"], splits["val"] = stratified_split(
+            splits["train"], config.val_fraction, config.seed, names, name, "validation")
+    return Dataset(name, splits["train"], splits["val"], splits["test"], tuple(names),
+                   loaded.input_shape, loaded.skipped, config.cache)
 
 
-def load(name: str, *, seed: int = 42, val_fraction: float = 0.2,
-         test_fraction: float = 0.2) -> Dataset:
-    """Load data set ``name`` and split it, stratified by class and seeded."""
-    if name not in SOURCES:
-        raise DataError(f"unknown data set {name!r}: choose one of {', '.join(list_sources())}")
-    x, y, class_names = SOURCES[name]()
-    return split(name, x, y, class_names, seed=seed, val_fraction=val_fraction,
-                 test_fraction=test_fraction)
-
-
-def split(name, x, y, class_names, *, seed, val_fraction, test_fraction) -> Dataset:
-    """Stratified train/val/test split: the test split first, then val from what is left."""
+def stratified_split(split: Split, fraction: float, seed: int, class_names, name: str,
+                     what: str) -> tuple[Split, Split]:
+    """(rest, held out): ``fraction`` of each class held out, seeded."""
     from sklearn.model_selection import train_test_split
 
-    counts = np.bincount(y, minlength=len(class_names))
-    if counts.min() < 3:
-        raise DataError(
-            f"{name}: class {class_names[int(counts.argmin())]!r} has {counts.min()} images; "
-            "each class needs at least 3 to be split into train, val and test"
-        )
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=test_fraction, stratify=y, random_state=seed)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val_fraction, stratify=y_rest, random_state=seed)
-    return Dataset(name, x_train, y_train, x_val, y_val, x_test, y_test, tuple(class_names))
+    counts = np.bincount(split.labels, minlength=len(class_names))
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise DataError(f"{name}: only one class has images; a classifier needs at least two")
+    if counts.min() < 2:
+        small = class_names[int(counts.argmin())]
+        raise DataError(f"{name}: class {small!r} has {counts.min()} image(s) left, too few to "
+                        f"split off a {what} split; add images (at least 3 per class) or "
+                        "remove the class")
+    try:
+        rest, held = train_test_split(np.arange(len(split)), test_size=fraction,
+                                      stratify=split.labels, random_state=seed)
+    except ValueError as err:
+        raise DataError(f"{name}: cannot split off a {what} split of {fraction:.0%}: {err}; "
+                        "add images or change the fraction") from None
+    return split.take(np.sort(rest)), split.take(np.sort(held))
+
+
+def from_arrays(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Checked image and label arrays: (n, h, w, c) images, int64 labels, no NaN pixels."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise DataError(f"{where}: x has {len(x)} images but y has {len(y)} labels; "
+                        "they must have the same length")
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{where}: images must have shape (n, height, width[, channels]) with "
+                        f"1 or 3 channels, got {x.shape}")
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise DataError(f"{where}: x has NaN or infinite pixels; clean or drop those images")
+        x = x.astype("float32")
+    elif x.dtype != np.uint8:
+        if x.min() < 0 or x.max() > 255:
+            raise DataError(f"{where}: integer pixels must lie in 0..255, got {x.min()}..{x.max()}")
+        x = x.astype("uint8")
+    if x.shape[-1] == 4:
+        x = x[..., :3]
+    return x, y
+
+
+def check_labels(y: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: labels must be integers, got {y.dtype}")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise DataError(f"{where}: labels must lie in 0..{num_classes - 1} for {num_classes} "
+                        f"classes, got {y.min()}..{y.max()}")
+    return y.astype("int64")
+
+
+def with_images(split: Split, images: np.ndarray) -> Split:
+    return dataclasses.replace(split, images=images)
+
+
+def slug(dataset: str) -> str:
+    """A short name for a data set, fit for an experiment: flowers for ~/data/flowers/."""
+    base = dataset.split(":", 1)[-1].rstrip("/\\")
+    base = os.path.splitext(os.path.basename(base))[0] if dataset.endswith(".npz") else \
+        os.path.basename(base)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-") or "data"

@@ -124,17 +124,24 @@ def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
 
 
 def run_search(config: SearchConfig, echo=print,
-               hyperparameters: kt.HyperParameters | None = None) -> SearchResult:
-    """Search, retrain the best configuration on train + val, evaluate on test, register."""
-    dataset = data.load(config.dataset, seed=config.seed, val_fraction=config.val_fraction,
-                        test_fraction=config.test_fraction)
+               hyperparameters: kt.HyperParameters | None = None,
+               dataset: data.Dataset | None = None) -> SearchResult:
+    """Search, retrain the best configuration on train + val, evaluate on test, register.
+
+    ``dataset`` is ``config.data`` already loaded, when the caller has it.
+    """
+    dataset = dataset or data.load(config.data, echo=echo)
     tracker = Tracker(config.tracking_uri, config.project_name)
     echo(dataset.summary())
+    if dataset.skipped:
+        echo(f"skipped {len(dataset.skipped)} unreadable files: {', '.join(dataset.skipped[:5])}"
+             + (" ..." if len(dataset.skipped) > 5 else ""))
     keras.utils.set_random_seed(config.seed)
     run_id = tracker.start_search(
         f"search-{config.tuner}", params=config.to_dict(),
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"})
     try:
+        _log_data(tracker, dataset)
         result = _search_and_retrain(config, dataset, tracker, echo, hyperparameters)
     except BaseException:
         tracker.end_search("FAILED")
@@ -152,10 +159,12 @@ def _search_and_retrain(config, dataset, tracker, echo, hyperparameters):
     echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
          f"{config.epochs} epochs; MLflow run {tracker.parent_run_id} in {tracker.tracking_uri}")
     stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=config.patience)
+    train = dataset.pipeline(dataset.train, config.batch_size, shuffle=True, seed=config.seed)
+    val = dataset.pipeline(dataset.val, config.batch_size)
     try:
-        tuner.search(dataset.x_train, dataset.y_train, epochs=config.epochs,
-                     batch_size=config.batch_size, callbacks=[stop_early], verbose=config.verbose,
-                     validation_data=(dataset.x_val, dataset.y_val))
+        # The pipeline shuffles; Keras's own shuffle flag would only warn on a tf.data input.
+        tuner.search(train, validation_data=val, epochs=config.epochs, callbacks=[stop_early],
+                     shuffle=False, verbose=config.verbose)
     except RuntimeError as err:
         if "consecutive failures" not in str(err):
             raise
@@ -175,13 +184,15 @@ def _search_and_retrain(config, dataset, tracker, echo, hyperparameters):
     echo(f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; retraining on "
          f"train + val for {best.best_step + 1} epochs")
     model, history = retrain(hypermodel, best, dataset, config)
+    test = dataset.pipeline(dataset.test, 256)
     metrics = evaluate.compute_metrics(
-        dataset.y_test, predict_classes(model, dataset.x_test), dataset.class_names)
-    _log_evaluation(tracker, metrics, history, dataset)
+        dataset.test.labels, predict_classes(model, test), dataset.class_names)
+    _log_evaluation(tracker, metrics, history)
     registration = None
     if config.register:
+        example = next(iter(dataset.pipeline(dataset.test.take(range(5)), 5)))[0].numpy()
         registration = tracker.register_model(
-            model, dataset.x_test[:5], config.registered_name,
+            model, example, config.registered_name,
             f"test_{config.champion_metric}", metrics[config.champion_metric])
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
                         len(completed), len(trials) - len(completed), best.best_step + 1,
@@ -193,18 +204,17 @@ def retrain(hypermodel, trial, dataset, config):
     keras.utils.set_random_seed(config.seed)
     keras.backend.clear_session()
     model = hypermodel.build(trial.hyperparameters)
-    x = np.concatenate([dataset.x_train, dataset.x_val])
-    y = np.concatenate([dataset.y_train, dataset.y_val])
-    history = model.fit(x, y, epochs=trial.best_step + 1, batch_size=config.batch_size,
-                        verbose=config.verbose)
+    both = dataset.pipeline(dataset.train.concat(dataset.val), config.batch_size, shuffle=True,
+                            seed=config.seed)
+    history = model.fit(both, epochs=trial.best_step + 1, shuffle=False, verbose=config.verbose)
     return model, history.history
 
 
-def predict_classes(model, x, batch_size: int = 256) -> np.ndarray:
-    return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=-1)
+def predict_classes(model, batches) -> np.ndarray:
+    return np.argmax(model.predict(batches, verbose=0), axis=-1)
 
 
-def _log_evaluation(tracker, metrics, history, dataset):
+def _log_evaluation(tracker, metrics, history):
     tracker.log_metrics(tracker.parent_run_id, evaluate.flatten_metrics(metrics))
     for epoch, values in enumerate(zip(*history.values())):
         tracker.log_metrics(tracker.parent_run_id,
@@ -215,10 +225,20 @@ def _log_evaluation(tracker, metrics, history, dataset):
                        "plots/retrain_curves.png")
     tracker.log_text(evaluate.format_per_class(metrics), "evaluation/per_class.txt")
     tracker.log_dict(metrics, "evaluation/metrics.json")
-    tracker.log_text(dataset.summary(), "data/summary.txt")
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def _log_data(tracker, dataset):
+    """The data summary, a grid of samples per class, and any skipped files, on the parent run."""
+    from autocnn import inspection
+
+    tracker.log_text(inspection.describe(dataset), "data/summary.txt")
+    tracker.log_figure(inspection.plot_samples(dataset), "data/samples.png")
+    tracker.log_metrics(tracker.parent_run_id, {"skipped_files": len(dataset.skipped)})
+    if dataset.skipped:
+        tracker.log_text("\n".join(dataset.skipped) + "\n", "data/skipped_files.txt")
 
 
 def _most_common_reason(tuner) -> str:

@@ -19,3 +19,34 @@ def seed():
 
     keras.utils.set_random_seed(1234)
     return 1234
+
+
+def write_images(folder, count, size=(10, 12), mode="RGB", ext="png", seed=0):
+    """``count`` random images of ``size`` (height, width) into ``folder``; returns the paths."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels, "RGB").convert(mode)
+        path = folder / f"{i:03d}.{ext}"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Three classes of 6 small images in mixed formats and colour modes."""
+    root = tmp_path / "pets"
+    write_images(root / "cat", 6, mode="RGB", ext="png", seed=1)
+    write_images(root / "dog", 6, mode="L", ext="jpg", seed=2)
+    write_images(root / "eel", 4, mode="RGBA", ext="png", seed=3)
+    write_images(root / "eel", 1, mode="P", ext="gif", seed=4)
+    (root / "eel" / "000.gif").rename(root / "eel" / "100.gif")
+    write_images(root / "eel", 1, mode="RGB", ext="bmp", seed=5)
+    (root / "eel" / "000.bmp").rename(root / "eel" / "101.bmp")
+    return root

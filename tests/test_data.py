@@ -2,34 +2,57 @@ import numpy as np
 import pytest
 
 from autocnn import data
+from autocnn.config import DataConfig
+from autocnn.data import Split
 from autocnn.errors import DataError
 
 
 def test_digits_split_is_stratified_seeded_and_disjoint():
-    ds = data.load("digits", seed=0)
+    ds = data.load(DataConfig("digits", seed=0))
     assert ds.input_shape == (8, 8, 1)
     assert ds.num_classes == 10
-    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 1797
-    assert len(ds.y_test) == 360
-    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
-    assert ds.x_train.dtype == np.float32
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 1797
+    assert len(ds.test) == 360
+    assert ds.train.images.dtype == np.float32
+    assert 0.0 <= ds.train.images.min() and ds.train.images.max() <= 1.0
     # Stratified: every class has close to a tenth of the test split.
-    assert np.bincount(ds.y_test, minlength=10).min() >= 35
-    again = data.load("digits", seed=0)
-    np.testing.assert_array_equal(ds.x_test, again.x_test)
-    other = data.load("digits", seed=1)
-    assert not np.array_equal(ds.y_test, other.y_test)
-    train = {x.tobytes() for x in ds.x_train}
-    assert not train & {x.tobytes() for x in ds.x_test}
+    assert min(ds.counts()["test"]) >= 35
+    again = data.load(DataConfig("digits", seed=0))
+    np.testing.assert_array_equal(ds.test.images, again.test.images)
+    other = data.load(DataConfig("digits", seed=1))
+    assert not np.array_equal(ds.test.labels, other.test.labels)
+    train = {x.tobytes() for x in ds.train.images}
+    assert not train & {x.tobytes() for x in ds.test.images}
 
 
 def test_unknown_data_set_lists_the_valid_names():
-    with pytest.raises(DataError, match=r"unknown data set 'mnist3': choose one of digits"):
+    with pytest.raises(DataError, match=r"unknown data set 'mnist3' \(no such file or folder\): "
+                                        r"choose one of digits, fashion_mnist, a folder"):
         data.load("mnist3")
 
 
 def test_a_class_too_small_to_split_is_named():
-    x = np.zeros((12, 4, 4, 1), "float32")
-    y = np.array([0] * 10 + [1] * 2)
-    with pytest.raises(DataError, match=r"class 'cat' has 2 images"):
-        data.split("tiny", x, y, ("dog", "cat"), seed=0, val_fraction=0.2, test_fraction=0.2)
+    split = Split(np.array([0] * 10 + [1]), np.zeros((11, 4, 4, 1), "float32"))
+    with pytest.raises(DataError, match=r"tiny: class 'cat' has 1 image\(s\) left, too few to "
+                                        r"split off a test split"):
+        data.stratified_split(split, 0.2, 0, ("dog", "cat"), "tiny", "test")
+
+
+def test_pipeline_scales_uint8_and_shuffles_reproducibly():
+    images = np.arange(10 * 2 * 2, dtype=np.uint8).reshape(10, 2, 2, 1) * 6
+    split = Split(np.arange(10), images)
+    ds = data.Dataset("t", split, split, split, tuple("abcdefghij"), (2, 2, 1))
+    x, y = next(iter(ds.pipeline(split, 4)))
+    assert x.shape == (4, 2, 2, 1) and x.dtype.name == "float32"
+    np.testing.assert_allclose(x.numpy(), images[:4] / 255.0, rtol=1e-6)
+    first = [b[1].numpy().tolist() for b in ds.pipeline(split, 10, shuffle=True, seed=3)]
+    second = [b[1].numpy().tolist() for b in ds.pipeline(split, 10, shuffle=True, seed=3)]
+    assert first == second and first[0] != list(range(10))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("digits", "digits"), ("/data/pets/", "pets"), ("x/y.npz", "y"), ("tfds:cifar10", "cifar10"),
+    ("idx:/srv/mnist", "mnist"), ("my data!", "my-data"),
+])
+def test_slug(name, expected):
+    assert data.slug(name) == expected

@@ -3,10 +3,12 @@
 import mlflow
 import numpy as np
 import pytest
+from conftest import write_images
 from mlflow.tracking import MlflowClient
 
 from autocnn import data
 from autocnn.cli import main
+from autocnn.config import DataConfig
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +68,32 @@ def test_best_model_is_registered_as_champion_and_predicts(searched):
         parent.data.metrics["test_f1_macro"], abs=1e-6)
     mlflow.set_tracking_uri(uri)
     model = mlflow.keras.load_model("models:/e2e@champion")
-    x = data.load("digits", seed=7).x_test[:5]
+    x = data.load(DataConfig("digits", seed=7)).test.images[:5]
     probabilities = model.predict(x, verbose=0)
     assert probabilities.shape == (5, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     info = mlflow.models.get_model_info("models:/e2e@champion")
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 8, 8, 1)
+
+
+def test_search_on_an_image_folder_logs_the_data(tmp_path):
+    for label, seed in (("circle", 1), ("square", 2)):
+        write_images(tmp_path / "shapes" / label, 10, size=(12, 12), mode="L", seed=seed)
+    (tmp_path / "shapes" / "circle" / "broken.png").write_bytes(b"not a png")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--dataset", str(tmp_path / "shapes"), "--skip-bad-files",
+              "--image-size", "16x16", "--max-trials", "1", "--epochs", "1", "--no-register",
+              "--tracking-uri", uri, "--tuner-dir", str(tmp_path / "tuner")])
+    assert exit_info.value.code == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("autocnn-shapes")
+    parent = client.search_runs([experiment.experiment_id],
+                                filter_string="tags.`autocnn.stage` = 'search'")[0]
+    assert parent.data.params["image_size"] == "(16, 16)"
+    assert parent.data.metrics["skipped_files"] == 1
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "data")}
+    assert artifacts == {"data/summary.txt", "data/samples.png", "data/skipped_files.txt"}
+    summary = client.download_artifacts(parent.info.run_id, "data/summary.txt", str(tmp_path))
+    text = open(summary).read()
+    assert "shapes: 16x16x1 images, 2 classes" in text and "broken.png" in text
