@@ -18,7 +18,11 @@ def batches(split, input_shape, batch_size: int, *, shuffle: bool = False, seed:
         ds = tf.data.Dataset.from_tensor_slices((list(split.paths), split.labels))
         decode = _decoder(input_shape)
         if cache:
-            # Decode once, keep uint8 (4x smaller than float32), shuffle what is cached.
+            # Decode once and keep uint8 (4x smaller than float32). Files are listed class by
+            # class, so fix one random order before caching; a bounded buffer then reshuffles
+            # each epoch on top of it.
+            if shuffle:
+                ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=False)
             ds = ds.map(decode, num_parallel_calls=AUTOTUNE).cache()
             if shuffle:
                 ds = ds.shuffle(min(len(split), SHUFFLE_BUFFER), seed=seed,
@@ -45,12 +49,17 @@ def _decoder(input_shape):
         raw = tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.uint8,
                                  expand_animations=False)  # GIF: the first frame
         image = to_channels(raw, channels)
-        image = tf.image.resize(image, (height, width), antialias=True)
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        same = tf.reduce_all(tf.shape(image)[:2] == (height, width))
+        image = tf.cond(same, lambda: image, lambda: _resize(image, (height, width)))
         image.set_shape((height, width, channels))
         return image, label
 
     return decode
+
+
+def _resize(image, size):
+    resized = tf.image.resize(image, size, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
 def to_channels(image, channels: int):

@@ -64,3 +64,27 @@ def test_installed_command_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("Error: unknown data set 'nope' (no such file or ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_datasets_lists_every_kind_of_source(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "datasets", "--data-dir", str(tmp_path))
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert names == ["digits", "fashion_mnist", "idx:DIR", "PATH/", "FILE.npz", "tfds:NAME"]
+    assert "available (embedded)" in out
+
+
+def test_data_inspect_prints_counts_and_writes_a_grid(capsys, workdir):
+    code, out, _ = run_cli(capsys, "data", "inspect", "digits", "--output", "grid.png")
+    assert code == 0
+    assert "digits: 8x8x1 images, 10 classes, 1149 train / 288 val / 360 test" in out
+    assert "pixel values: 0.000 .. 1.000" in out
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 10 and all(len(r) == 4 for r in rows)
+    assert (workdir / "grid.png").stat().st_size > 5000
+
+
+def test_bad_image_size_is_one_line(capsys):
+    code, _, err = run_cli(capsys, "data", "inspect", "digits", "--image-size", "64by64")
+    assert code == 2
+    assert err.strip().startswith("Error: Invalid value for '--image-size': '64by64' is not HxW")

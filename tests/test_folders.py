@@ -127,3 +127,16 @@ def test_folder_errors_reach_the_cli_as_one_line(image_folder, capsys):
     assert exit_info.value.code == 2
     assert err[-1].startswith("Error: ") and err[-1].endswith("or pass --skip-bad-files")
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_shuffled_batches_mix_classes_listed_in_order(tmp_path, cache, monkeypatch):
+    from autocnn import inputs
+
+    monkeypatch.setattr(inputs, "SHUFFLE_BUFFER", 8)  # far smaller than the split
+    for label in "abcd":
+        write_images(tmp_path / "p" / label, 30, size=(4, 4))
+    ds = data.load(DataConfig(str(tmp_path / "p"), cache=cache))
+    first = next(iter(inputs.batches(ds.train, ds.input_shape, 16, shuffle=True, seed=0,
+                                     cache=cache == "memory")))
+    assert len(set(first[1].numpy().tolist())) >= 3  # not one class after another
