@@ -2,7 +2,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gzip  # noqa: E402
+from pathlib import Path  # noqa: E402
+import struct  # noqa: E402
+
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from autocnn.sources import IDX_FILES  # noqa: E402
 
 
 @pytest.fixture
@@ -50,3 +57,23 @@ def image_folder(tmp_path):
     write_images(root / "eel", 1, mode="RGB", ext="bmp", seed=5)
     (root / "eel" / "000.bmp").rename(root / "eel" / "101.bmp")
     return root
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(">u1").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        with gzip.open(f"{path}.gz", "wb") as f:
+            f.write(raw)
+    else:
+        path.write_bytes(raw)
+
+
+def write_mnist_folder(folder: Path, n_train=40, n_test=20, classes=4, gz=True, seed=0):
+    rng = np.random.default_rng(seed)
+    for (images, labels), n in zip(IDX_FILES.values(), (n_train, n_test)):
+        write_idx(folder / images, rng.integers(0, 256, (n, 6, 5)), gz)
+        write_idx(folder / labels, np.arange(n) % classes, gz)
+    return folder

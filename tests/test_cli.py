@@ -1,9 +1,12 @@
 """The command line: help, and one-line errors with exit status 2 for bad input."""
 
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from conftest import write_images, write_mnist_folder
 
 from autocnn.cli import main
 
@@ -88,3 +91,72 @@ def test_bad_image_size_is_one_line(capsys):
     code, _, err = run_cli(capsys, "data", "inspect", "digits", "--image-size", "64by64")
     assert code == 2
     assert err.strip().startswith("Error: Invalid value for '--image-size': '64by64' is not HxW")
+
+
+def corrupt(root):
+    (root / "cat" / "bad.png").write_bytes(b"garbage")
+
+
+def truncated(root):
+    path = root / "dog" / "001.jpg"
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def npz(tmp_path, **arrays):
+    np.savez(tmp_path / "d.npz", **arrays)
+    return str(tmp_path / "d.npz")
+
+
+def bad_magic(tmp_path):
+    folder = write_mnist_folder(tmp_path / "m", gz=False)
+    (folder / "train-labels-idx1-ubyte").write_bytes(b"\x01\x02\x08\x01" + bytes(44))
+    return f"idx:{folder}"
+
+
+def truncated_gz(tmp_path):
+    folder = write_mnist_folder(tmp_path / "m")
+    path = folder / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+    return f"idx:{folder}"
+
+
+def few(tmp_path):
+    write_images(tmp_path / "few" / "cat", 8)
+    write_images(tmp_path / "few" / "dog", 1)
+    return str(tmp_path / "few")
+
+
+BAD_INPUTS = {
+    "corrupt image": (lambda t, f: (corrupt(f), str(f))[1], r"cat/bad.png: cannot read this image"),
+    "truncated image": (lambda t, f: (truncated(f), str(f))[1],
+                        r"dog/001.jpg: cannot read this image"),
+    "non-image file": (lambda t, f: ((f / "eel" / "a.txt").write_text("x"), str(f))[1],
+                       r"eel/a.txt: cannot read this image \(not an image file"),
+    "empty class folder": (lambda t, f: ((f / "fox").mkdir(), str(f))[1],
+                           r"pets/fox: empty class folder"),
+    "one class": (lambda t, f: (write_images(t / "one" / "cat", 3), str(t / "one"))[1],
+                  r"one: only one class folder \(cat\)"),
+    "too few to split": (lambda t, f: few(t), r"class 'dog' has 1 image\(s\) left"),
+    "npz lengths": (lambda t, f: npz(t, x=np.zeros((5, 4, 4)), y=np.zeros(4, int)),
+                    r"x has 5 images but y has 4 labels"),
+    "npz labels out of range": (
+        lambda t, f: npz(t, x=np.zeros((4, 4, 4)), y=np.arange(4), class_names=np.array(["a"])),
+        r"labels must lie in 0..0 for 1 classes, got 0..3"),
+    "npz NaN": (lambda t, f: npz(t, x=np.full((4, 4, 4), np.nan), y=np.arange(4) % 2),
+                r"NaN or infinite pixels"),
+    "IDX magic": (lambda t, f: bad_magic(t), r"train-labels-idx1-ubyte: not an IDX file"),
+    "truncated gz": (lambda t, f: truncated_gz(t), r"train-images-idx3-ubyte.gz: cannot read it"),
+    "missing path": (lambda t, f: str(t / "nowhere.npz"), r"nowhere.npz: no such file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_every_bad_input_is_one_line_with_exit_2(capsys, tmp_path, image_folder, case):
+    make, message = BAD_INPUTS[case]
+    dataset = make(tmp_path, image_folder)
+    code, _, err = run_cli(capsys, "data", "inspect", dataset)
+    lines = err.strip().splitlines()
+    assert code == 2
+    assert "Traceback" not in err
+    assert lines[-1].startswith("Error: ")
+    assert re.search(message, lines[-1]), lines[-1]

@@ -1,37 +1,18 @@
 """Fashion-MNIST and IDX folders, .npz files and tensorflow-datasets."""
 
 import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import write_idx, write_mnist_folder
 
 from autocnn import data, sources
 from autocnn.config import DataConfig
 from autocnn.errors import DataError
 
 REAL_FASHION = Path(sources.DEBIAN_FASHION_DIR)
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = True):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    raw = header + array.astype(">u1").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if gz:
-        with gzip.open(f"{path}.gz", "wb") as f:
-            f.write(raw)
-    else:
-        path.write_bytes(raw)
-
-
-def write_mnist_folder(folder: Path, n_train=40, n_test=20, classes=4, gz=True, seed=0):
-    rng = np.random.default_rng(seed)
-    for (images, labels), n in zip(sources.IDX_FILES.values(), (n_train, n_test)):
-        write_idx(folder / images, rng.integers(0, 256, (n, 6, 5)), gz)
-        write_idx(folder / labels, np.arange(n) % classes, gz)
-    return folder
 
 
 def test_read_idx_round_trip(tmp_path):
