@@ -77,6 +77,44 @@ def make_data_config(dataset, seed, data_dir, image_size, channels, skip_bad_fil
 DATA_KEYS = ("dataset", "data_dir", "image_size", "channels", "skip_bad_files", "cache")
 
 
+def parse_sets(ctx, param, values) -> dict:
+    """--set NAME=VALUE pairs as a dict, each value read as a bool, int, float or string."""
+    fixed = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE (for example family=residual)",
+                                     ctx, param)
+        fixed[name.strip()] = _parse_value(raw.strip())
+    return fixed
+
+
+def _parse_value(raw: str):
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+class InputShape(click.ParamType):
+    """HxWxC, for example 32x32x3."""
+
+    name = "HxWxC"
+
+    def convert(self, value, param, ctx):
+        parts = str(value).lower().split("x")
+        if len(parts) == 3 and all(p.isdigit() and int(p) > 0 for p in parts):
+            return tuple(int(p) for p in parts)
+        self.fail(f"{value!r} is not HxWxC (for example 32x32x1)", param, ctx)
+
+
+SET_HELP = "Fix a hyperparameter, e.g. --set family=residual --set num_blocks=3 (repeatable)."
+
+
 @cli.command()
 @click.option("--dataset", default="digits", show_default=True, help=DATASET_HELP)
 @data_options
@@ -93,6 +131,9 @@ DATA_KEYS = ("dataset", "data_dir", "image_size", "channels", "skip_bad_files", 
               help="Fixes the split, the tuner's choices and the weight initialisation.")
 @click.option("--max-failed-trials", type=click.IntRange(min=1), default=10, show_default=True,
               help="Give up after this many failed trials in a row.")
+@click.option("--max-params", type=click.IntRange(min=1), default=None,
+              help="Reject architectures with more parameters, before building them.")
+@click.option("--set", "sets", multiple=True, callback=parse_sets, help=SET_HELP)
 @click.option("--project", default="", help="Tuner project and MLflow experiment name "
               "[default: autocnn-DATASET]. Rerunning the same project resumes it.")
 @click.option("--tuner-dir", default=DEFAULT_TUNER_DIR, show_default=True,
@@ -107,7 +148,7 @@ DATA_KEYS = ("dataset", "data_dir", "image_size", "channels", "skip_bad_files", 
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "
               "register it in the MLflow model registry.")
 @click.option("-v", "--verbose", count=True, help="Show Keras's per-epoch progress.")
-def search(no_register, **options):
+def search(no_register, sets, **options):
     """Search for a CNN, retrain the best, evaluate it on the test split, register it.
 
     \b
@@ -116,7 +157,7 @@ def search(no_register, **options):
     """
     data_config = make_data_config(**options)
     settings = {k: v for k, v in options.items() if k not in DATA_KEYS}
-    config = SearchConfig(data=data_config, register=not no_register, **settings)
+    config = SearchConfig(data=data_config, register=not no_register, fixed=sets, **settings)
     _quiet_tensorflow()
     from autocnn import data as data_module
 
@@ -126,6 +167,33 @@ def search(no_register, **options):
 
     result = run_search(config, echo=click.echo, dataset=dataset)
     click.echo(format_summary(result, config))
+
+
+@cli.command()
+@click.option("--input", "input_shape", type=InputShape(), default="32x32x1", show_default=True,
+              help="The input the architecture is sized for.")
+@click.option("--classes", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option("--set", "sets", multiple=True, callback=parse_sets, help=SET_HELP)
+def explain(input_shape, classes, sets):
+    """Print an architecture's per-layer table before building it.
+
+    Each layer's output shape, parameters and receptive field, computed with
+    out = floor((W - F + 2P) / S) + 1; unset hyperparameters take their defaults.
+
+    \b
+    Example:
+      autocnn explain --input 28x28x1 --set family=residual --set num_blocks=3
+    """
+    _quiet_tensorflow()
+    import keras_tuner as kt
+
+    from autocnn import sizing, space
+
+    hp = kt.HyperParameters()
+    ops = space.size_model(hp, input_shape, classes, fixed=space.check_fixed(sets))
+    values = " ".join(f"{k}={v}" for k, v in space.active_values(hp).items())
+    click.echo(f"input {'x'.join(map(str, input_shape))}, {classes} classes: {values}\n")
+    click.echo(sizing.format_table(ops))
 
 
 @cli.command()

@@ -99,18 +99,12 @@ def failure_reason(trial) -> str:
     return rest if rest and "Error" in head else last
 
 
-def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
-                 hyperparameters: kt.HyperParameters | None = None):
-    """The tuner named by ``config.tuner``, with progress and MLflow tracking mixed in.
-
-    ``hyperparameters`` fixes or narrows some of the space's hyperparameters (keras-tuner's own
-    argument); the others are still searched.
-    """
+def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print):
+    """The tuner named by ``config.tuner``, with progress and MLflow tracking mixed in."""
     base = TUNER_CLASSES[config.tuner]
     cls = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
     kwargs = dict(
         hypermodel=hypermodel, objective=OBJECTIVE, seed=config.seed,
-        hyperparameters=hyperparameters,
         max_consecutive_failed_trials=config.max_failed_trials,
         directory=config.tuner_dir, project_name=config.project_name,
         overwrite=config.overwrite, tracker=tracker, total_trials=config.max_trials, echo=echo,
@@ -124,7 +118,6 @@ def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
 
 
 def run_search(config: SearchConfig, echo=print,
-               hyperparameters: kt.HyperParameters | None = None,
                dataset: data.Dataset | None = None) -> SearchResult:
     """Search, retrain the best configuration on train + val, evaluate on test, register.
 
@@ -142,7 +135,7 @@ def run_search(config: SearchConfig, echo=print,
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"})
     try:
         _log_data(tracker, dataset)
-        result = _search_and_retrain(config, dataset, tracker, echo, hyperparameters)
+        result = _search_and_retrain(config, dataset, tracker, echo)
     except BaseException:
         tracker.end_search("FAILED")
         raise
@@ -150,12 +143,13 @@ def run_search(config: SearchConfig, echo=print,
     return result
 
 
-def _search_and_retrain(config, dataset, tracker, echo, hyperparameters):
-    hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes)
+def _search_and_retrain(config, dataset, tracker, echo):
+    hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
+                                     max_params=config.max_params, fixed=config.fixed)
     # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
     # switch); the progress line gives the reason and the child run keeps the traceback.
     kt_config.DEBUG = config.verbose > 0
-    tuner = create_tuner(config, hypermodel, tracker, echo, hyperparameters)
+    tuner = create_tuner(config, hypermodel, tracker, echo)
     echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
          f"{config.epochs} epochs; MLflow run {tracker.parent_run_id} in {tracker.tracking_uri}")
     stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=config.patience)
@@ -206,7 +200,8 @@ def retrain(hypermodel, trial, dataset, config):
     model = hypermodel.build(trial.hyperparameters)
     both = dataset.pipeline(dataset.train.concat(dataset.val), config.batch_size, shuffle=True,
                             seed=config.seed)
-    history = model.fit(both, epochs=trial.best_step + 1, shuffle=False, verbose=config.verbose)
+    history = hypermodel.fit(trial.hyperparameters, model, both, epochs=trial.best_step + 1,
+                             shuffle=False, verbose=config.verbose)
     return model, history.history
 
 

@@ -3,9 +3,14 @@
 For a convolution or pooling window of size F, stride S and padding P on an input of width W,
 the output width is ``floor((W - F + 2P) / S) + 1``. Keras's ``padding="same"`` pads so that the
 output is ``ceil(W / S)``; ``padding="valid"`` means P = 0.
+
+`SizingOps` runs an architecture (see `blocks.py`) on sizes instead of tensors: it computes
+every layer's output shape, parameter count and receptive field, the same numbers Keras reports
+once the model is built, and raises `SizingError` at the first layer whose map would be empty.
 """
 
 import math
+from dataclasses import dataclass
 
 from autocnn.errors import SizingError
 
@@ -34,3 +39,122 @@ def check_output(layer: str, size: tuple[int, int], kernel: int, stride: int = 1
             f"on a {size[0]}x{size[1]} input gives {out[0]}x{out[1]}"
         )
     return out
+
+
+@dataclass(frozen=True)
+class Size:
+    """A feature map's size, or a vector's (height and width None), and its receptive field."""
+
+    height: int | None
+    width: int | None
+    channels: int
+    receptive_field: int = 1  # input pixels (per side) one output unit sees
+    jump: int = 1  # input pixels between neighbouring output units
+
+    @property
+    def shape(self) -> tuple:
+        return (self.channels,) if self.height is None else (self.height, self.width,
+                                                              self.channels)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    kind: str
+    shape: tuple
+    params: int
+    receptive_field: int
+
+
+class SizingOps:
+    """The layer vocabulary of `blocks.py`, computed on sizes: shapes, parameters, fields."""
+
+    def __init__(self, input_shape):
+        self.input_shape = tuple(input_shape)
+        self.rows: list[Row] = []
+
+    @property
+    def params(self) -> int:
+        return sum(row.params for row in self.rows)
+
+    def _add(self, name, kind, size: Size, params: int = 0) -> Size:
+        self.rows.append(Row(name, kind, size.shape, params, size.receptive_field))
+        return size
+
+    def _window(self, x: Size, name, kernel, stride, padding, channels) -> Size:
+        h, w = check_output(name, (x.height, x.width), kernel, stride, padding)
+        return Size(h, w, channels, x.receptive_field + (kernel - 1) * x.jump, x.jump * stride)
+
+    def input(self) -> Size:
+        h, w, c = self.input_shape
+        return self._add("input", "Input", Size(h, w, c))
+
+    def channels(self, x: Size) -> int:
+        return x.channels
+
+    def conv(self, x, name, filters, kernel, stride=1, padding="same", use_bias=True, **_):
+        out = self._window(x, name, kernel, stride, padding, filters)
+        return self._add(name, "Conv2D", out, kernel * kernel * x.channels * filters
+                         + (filters if use_bias else 0))
+
+    def depthwise(self, x, name, kernel, stride=1, padding="same", use_bias=True, **_):
+        out = self._window(x, name, kernel, stride, padding, x.channels)
+        return self._add(name, "DepthwiseConv2D", out, kernel * kernel * x.channels
+                         + (x.channels if use_bias else 0))
+
+    def pool(self, x, name, kind, size, stride, padding="valid"):
+        out = self._window(x, name, size, stride, padding, x.channels)
+        return self._add(name, f"{kind.title()}Pooling2D", out)
+
+    def batch_norm(self, x, name):
+        return self._add(name, "BatchNormalization", x, 4 * x.channels)
+
+    def activation(self, x, name, kind):
+        return x  # no shape change, no parameters: left out of the table
+
+    def dropout(self, x, name, rate):
+        return x
+
+    def global_pool(self, x, name, kind):
+        field = x.receptive_field + (max(x.height, x.width) - 1) * x.jump
+        return self._add(name, f"Global{kind.title()}Pooling2D",
+                         Size(None, None, x.channels, field, x.jump))
+
+    def flatten(self, x, name):
+        field = x.receptive_field + (max(x.height, x.width) - 1) * x.jump
+        return self._add(name, "Flatten", Size(None, None, x.height * x.width * x.channels,
+                                               field, x.jump))
+
+    def dense(self, x, name, units, **_):
+        out = Size(None, None, units, x.receptive_field, x.jump)
+        return self._add(name, "Dense", out, x.channels * units + units)
+
+    def add(self, xs, name):
+        shapes = {x.shape for x in xs}
+        if len(shapes) > 1:
+            raise SizingError(f"{name}: cannot add maps of shapes {sorted(shapes)}")
+        field = max(x.receptive_field for x in xs)
+        return self._add(name, "Add", Size(xs[0].height, xs[0].width, xs[0].channels, field,
+                                           max(x.jump for x in xs)))
+
+    def concat(self, xs, name):
+        sizes = {(x.height, x.width) for x in xs}
+        if len(sizes) > 1:
+            raise SizingError(f"{name}: cannot concatenate maps of sizes {sorted(sizes)}")
+        field = max(x.receptive_field for x in xs)
+        return self._add(name, "Concatenate", Size(xs[0].height, xs[0].width,
+                                                   sum(x.channels for x in xs), field,
+                                                   max(x.jump for x in xs)))
+
+
+def format_table(ops: SizingOps) -> str:
+    """The per-layer table: layer, kind, output shape, parameters, receptive field."""
+    header = ("layer", "kind", "output shape", "params", "receptive field")
+    rows = [(r.name, r.kind, "x".join(map(str, r.shape)), f"{r.params:,}",
+             f"{r.receptive_field}x{r.receptive_field}") for r in ops.rows]
+    widths = [max(len(str(v)) for v in column) for column in zip(header, *rows)]
+    lines = ["  ".join(f"{v:<{w}}" for v, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(f"{v:<{w}}" for v, w in zip(row, widths)) for row in rows]
+    lines.append(f"total parameters: {ops.params:,}")
+    return "\n".join(lines)

@@ -1,56 +1,142 @@
-"""The CNN search space: a keras-tuner `build(hp)` with each hyperparameter next to its layer.
+"""The CNN search space: a keras-tuner `build(hp)` with each hyperparameter next to what it shapes.
 
 `build_model(keras_tuner.HyperParameters(), ...)` gives a sensible fixed model: every
-hyperparameter has an explicit default. Architectures that cannot exist for the input (a window
-larger than the feature map it slides over) raise `SizingError` before the offending layer is
-created; in a search, the trial is then marked failed with the reason and the search goes on.
+hyperparameter has an explicit default, and the defaults adapt to the input size (an 8x8 input
+gets at most two downsampling blocks). Family-specific hyperparameters are conditional on
+``family``. Before any Keras layer exists, the architecture is run through `sizing.SizingOps`:
+a configuration whose feature maps would vanish, or whose parameters exceed ``max_params``, raises
+`SizingError` with the layer and the numbers.
 """
+
+import math
 
 import keras
 import keras_tuner as kt
-from keras import layers
 
-from autocnn import sizing
-from autocnn.errors import SizingError
+from autocnn import blocks, sizing
+from autocnn.errors import ConfigError, SizingError
 
-POOLING_LAYERS = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}
+FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
+HEADS = ("flatten", "gap", "gmp")
 
 
-def build_model(hp: kt.HyperParameters, input_shape: tuple[int, int, int],
-                num_classes: int) -> keras.Model:
-    """A compiled VGG-style CNN: blocks of convolutions, each block ending in a 2x2 pooling."""
-    inputs = keras.Input(shape=input_shape)
-    x, size = inputs, tuple(input_shape[:2])
-    num_blocks = hp.Int("num_blocks", 1, 3, default=2)
-    convs_per_block = hp.Int("convs_per_block", 1, 2, default=1)
-    filters = hp.Choice("filters", [16, 32, 64], default=32)
-    kernel_size = hp.Choice("kernel_size", [3, 5], default=3)
-    padding = hp.Choice("padding", list(sizing.PADDINGS), default="same")
-    batch_norm = hp.Boolean("batch_norm", default=True)
-    pooling = hp.Choice("pooling", list(POOLING_LAYERS), default="max")
+def max_blocks(input_shape) -> int:
+    """Downsampling blocks an input can take while its maps keep at least 2x2 pixels."""
+    return max(1, min(5, int(math.log2(min(input_shape[:2]))) - 1))
+
+
+def architecture(hp: "Space", ops, num_classes: int):
+    """The model's layers through ``ops`` (Keras or sizing); returns the output."""
+    x = ops.input()
+    family = hp.choice("family", list(blocks.FAMILIES), "plain")
+    most = max_blocks(ops.input_shape)
+    num_blocks = hp.integer("num_blocks", 1, most, min(2, most))
+    convs = hp.integer("convs_per_block", 1, 3, 1)
+    filters = hp.choice("filters", [16, 32, 64], 32)
+    kernel_size = hp.choice("kernel_size", [1, 3, 5, 7], 3)
+    stride = hp.choice("stride", [1, 2], 1)
+    padding = "same"
+    if family in FAMILY_PADDING:
+        with hp.conditional_scope("family", list(FAMILY_PADDING)):
+            padding = hp.choice("padding", list(sizing.PADDINGS), "same")
+    batch_norm = hp.boolean("batch_norm", True)
+    activation = hp.choice("activation", ["relu", "elu", "gelu", "swish"], "relu")
+    l2 = hp.choice("l2", [0.0, 1e-5, 1e-4, 1e-3], 0.0)
+    extra = family_hyperparameters(hp, family)
+    pooling = hp.choice("pooling", ["max", "avg", "strided", "none"], "max")
+    pool_size = 2
+    if pooling in ("max", "avg"):
+        with hp.conditional_scope("pooling", ["max", "avg"]):
+            # 3 with stride 2 is AlexNet's overlapping pooling.
+            pool_size = hp.choice("pool_size", [2, 3], 2)
     for block in range(1, num_blocks + 1):
-        for conv in range(1, convs_per_block + 1):
-            size = sizing.check_output(f"block {block} conv {conv}", size, kernel_size, 1, padding)
-            # Filters double as the feature map halves (VGG); the bias is redundant before BN.
-            x = layers.Conv2D(filters * 2 ** (block - 1), kernel_size, padding=padding,
-                              use_bias=not batch_norm)(x)
-            if batch_norm:
-                x = layers.BatchNormalization()(x)
-            x = layers.Activation("relu")(x)
-        size = sizing.check_output(f"block {block} {pooling} pooling", size, 2, 2, "valid")
-        x = POOLING_LAYERS[pooling](pool_size=2)(x)
-    x = layers.Flatten()(x)
-    dense_units = hp.Choice("dense_units", [0, 64, 128], default=64)
+        settings = blocks.Settings(min(filters * 2 ** (block - 1), 512), kernel_size, padding,
+                                   stride, convs, batch_norm, activation, l2, extra)
+        x = blocks.FAMILIES[family](ops, x, block, settings, last=block == num_blocks)
+        x = downsample(ops, x, block, pooling, pool_size, settings)
+    return head(hp, ops, x, family, activation, l2, num_classes)
+
+
+def family_hyperparameters(hp, family: str) -> dict:
+    """The hyperparameters only one family has, declared under ``family``'s condition."""
+    with hp.conditional_scope("family", [family]):
+        if family == "residual":
+            return {"bottleneck": hp.boolean("bottleneck", False)}
+        if family == "dense":
+            return {"growth_rate": hp.choice("growth_rate", [12, 24, 32], 12),
+                    "compression": hp.choice("compression", [0.5, 1.0], 0.5)}
+        if family == "inception":
+            return {"factorize": hp.boolean("factorize", False)}
+        if family == "separable":
+            return {"width_multiplier": hp.choice("width_multiplier", [0.5, 0.75, 1.0], 1.0)}
+    return {}
+
+
+def downsample(ops, x, block, pooling, pool_size, settings):
+    if pooling == "none":
+        return x
+    if pooling == "strided":  # a learned downsampling: a 3x3 convolution with stride 2
+        return blocks.conv_unit(ops, x, f"b{block}_down", settings, ops.channels(x), 3, 2)
+    return ops.pool(x, f"b{block}_{pooling}pool", pooling, pool_size, 2)
+
+
+def head(hp, ops, x, family, activation, l2, num_classes):
+    kind = "gap"  # Network in Network ends in global average pooling by design
+    if family != "nin":
+        with hp.conditional_scope("family", [f for f in blocks.FAMILIES if f != "nin"]):
+            kind = hp.choice("head", list(HEADS), "flatten")
+    if kind == "flatten":
+        x = ops.flatten(x, "flatten")
+    else:
+        pool = "max" if kind == "gmp" else "avg"
+        x = ops.global_pool(x, f"global_{pool}pool", pool)
+    dense_units = hp.choice("dense_units", [0, 64, 128, 256], 64)
     if dense_units:
-        x = layers.Dense(dense_units, activation="relu")(x)
-    dropout = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.2)
-    x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
-    model = keras.Model(inputs, outputs, name="autocnn")
-    learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        x = ops.dense(x, "fc", dense_units, activation=activation, l2=l2)
+    x = ops.dropout(x, "dropout", hp.number("dropout", 0.0, 0.5, 0.2, step=0.1))
+    return ops.dense(x, "classifier", num_classes, activation="softmax")
+
+
+def compile_model(model: keras.Model, hp: "Space") -> keras.Model:
+    model.compile(optimizer=create_optimizer(hp), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     return model
+
+
+def create_optimizer(hp: "Space") -> keras.optimizers.Optimizer:
+    optimizer = hp.choice("optimizer", ["adam", "adamw", "sgd"], "adam")
+    learning_rate = hp.number("learning_rate", 1e-4, 1e-2, 1e-3, sampling="log")
+    hp.choice("lr_schedule", ["constant", "cosine"], "constant")  # applied by fit
+    if optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    if optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=1e-4)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def size_model(hp: kt.HyperParameters, input_shape, num_classes,
+               max_params: int | None = None, fixed: dict | None = None):
+    """The architecture run on sizes: a `SizingOps` with its per-layer rows, or SizingError."""
+    ops = sizing.SizingOps(input_shape)
+    architecture(Space(hp, fixed), ops, num_classes)
+    if max_params and ops.params > max_params:
+        raise SizingError(f"{ops.params:,} parameters exceed the limit of {max_params:,} "
+                          "(--max-params)")
+    return ops
+
+
+def build_model(hp: kt.HyperParameters, input_shape, num_classes: int,
+                max_params: int | None = None, fixed: dict | None = None) -> keras.Model:
+    """Size the architecture first (SizingError when impossible), then build and compile it.
+
+    ``fixed``: hyperparameter values fixed from outside; the rest come from ``hp``.
+    """
+    size_model(hp, input_shape, num_classes, max_params, fixed)
+    ops = blocks.KerasOps(input_shape)
+    space = Space(hp, fixed)
+    outputs = architecture(space, ops, num_classes)
+    model = keras.Model(ops.inputs, outputs, name=f"autocnn_{hp.get('family')}")
+    return compile_model(model, space)
 
 
 class CNNHyperModel(kt.HyperModel):
@@ -62,26 +148,40 @@ class CNNHyperModel(kt.HyperModel):
     trial with it before any training.
     """
 
-    def __init__(self, input_shape, num_classes, **kwargs):
+    def __init__(self, input_shape, num_classes, max_params=None, fixed=None, **kwargs):
         super().__init__(**kwargs)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
+        self.max_params = max_params
+        self.fixed = check_fixed(dict(fixed or {}))
 
     def build(self, hp):
         try:
-            return build_model(hp, self.input_shape, self.num_classes)
+            return build_model(hp, self.input_shape, self.num_classes, self.max_params,
+                               self.fixed)
         except SizingError as err:
             return _rejected_model(self.input_shape, self.num_classes, str(err))
 
     def fit(self, hp, model, *args, **kwargs):
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(f"rejected by sizing: {model.rejection}")
+        if hp.get("lr_schedule") == "cosine":
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []),
+                                   cosine_schedule(hp.get("learning_rate"), kwargs["epochs"])]
         return super().fit(hp, model, *args, **kwargs)
+
+
+def cosine_schedule(base: float, epochs: int) -> keras.callbacks.Callback:
+    """Cosine decay of the learning rate from ``base`` towards 0 over ``epochs``."""
+    def rate(epoch, _):
+        return base * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
+
+    return keras.callbacks.LearningRateScheduler(rate)
 
 
 def _rejected_model(input_shape, num_classes, reason: str) -> keras.Model:
     inputs = keras.Input(shape=input_shape)
-    outputs = layers.Dense(num_classes)(layers.Flatten()(inputs))
+    outputs = keras.layers.Dense(num_classes)(keras.layers.Flatten()(inputs))
     model = keras.Model(inputs, outputs, name="rejected")
     model.rejection = reason
     return model
@@ -90,3 +190,70 @@ def _rejected_model(input_shape, num_classes, reason: str) -> keras.Model:
 def active_values(hp: kt.HyperParameters) -> dict:
     """The values of the hyperparameters that shaped this model (inactive branches left out)."""
     return {name: value for name, value in hp.values.items() if hp.is_active(name)}
+
+
+def names() -> list[str]:
+    """Every hyperparameter name of the space, over all families and branches."""
+    found = {}
+    for family in blocks.FAMILIES:
+        hp = Space(kt.HyperParameters(), {"family": family, "pooling": "max"})
+        architecture(hp, sizing.SizingOps((32, 32, 1)), 2)
+        create_optimizer(hp)
+        found.update(dict.fromkeys(h.name for h in hp.hp.space))
+    return list(found)
+
+
+class Space:
+    """Declares the space's hyperparameters on a keras-tuner ``HyperParameters``, applying the
+    values fixed from outside (``--set``) where each is declared.
+
+    Fixing happens in place, inside the hyperparameter's own conditional scope: keras-tuner keeps
+    a separate entry per scope, so an ``hp.Fixed`` made beforehand would not reach a conditional
+    hyperparameter.
+    """
+
+    def __init__(self, hp: kt.HyperParameters, fixed: dict | None = None):
+        self.hp, self.fixed = hp, dict(fixed or {})
+
+    def choice(self, name, values, default):
+        if name in self.fixed:
+            if self.fixed[name] not in values:
+                raise ConfigError(f"{name}={self.fixed[name]!r} is not allowed: choose one of "
+                                  f"{', '.join(map(str, values))}")
+            return self.hp.Fixed(name, self.fixed[name])
+        return self.hp.Choice(name, values, default=default)
+
+    def integer(self, name, low, high, default):
+        if name in self.fixed:
+            if not low <= self.fixed[name] <= high:
+                raise ConfigError(f"{name}={self.fixed[name]} is out of range: it must lie in "
+                                  f"{low}..{high}")
+            return self.hp.Fixed(name, self.fixed[name])
+        return self.hp.Int(name, low, high, default=default)
+
+    def boolean(self, name, default):
+        return self.choice(name, [False, True], default) if name in self.fixed else \
+            self.hp.Boolean(name, default=default)
+
+    def number(self, name, low, high, default, **kwargs):
+        if name in self.fixed:
+            if not low <= self.fixed[name] <= high:
+                raise ConfigError(f"{name}={self.fixed[name]} is out of range: it must lie in "
+                                  f"{low}..{high}")
+            return self.hp.Fixed(name, self.fixed[name])
+        return self.hp.Float(name, low, high, default=default, **kwargs)
+
+    def conditional_scope(self, parent, values):
+        return self.hp.conditional_scope(parent, values)
+
+    def get(self, name):
+        return self.hp.get(name)
+
+
+def check_fixed(fixed: dict) -> dict:
+    """``fixed`` itself, or ConfigError for a name the space does not have."""
+    unknown = sorted(set(fixed) - set(names()))
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter(s) {', '.join(unknown)}: choose from "
+                          f"{', '.join(names())}")
+    return fixed

@@ -160,3 +160,35 @@ def test_every_bad_input_is_one_line_with_exit_2(capsys, tmp_path, image_folder,
     assert "Traceback" not in err
     assert lines[-1].startswith("Error: ")
     assert re.search(message, lines[-1]), lines[-1]
+
+
+def test_explain_prints_the_sizing_table_keras_agrees_with(capsys):
+    import keras_tuner as kt
+
+    from autocnn import space
+
+    code, out, _ = run_cli(capsys, "explain", "--input", "28x28x1", "--set", "family=residual",
+                           "--set", "num_blocks=3")
+    assert code == 0
+    assert out.splitlines()[0].startswith("input 28x28x1, 10 classes: family=residual")
+    total = int(out.strip().splitlines()[-1].split(":")[1].replace(",", ""))
+    model = space.build_model(kt.HyperParameters(), (28, 28, 1), 10,
+                              fixed={"family": "residual", "num_blocks": 3})
+    assert total == model.count_params()
+    assert "b3_unit1_project" in out  # filters change between blocks: a projection shortcut
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "famly=plain"], "Error: unknown hyperparameter(s) famly: choose from family,"),
+    (["--set", "family"], "Error: Invalid value for '--set': 'family' is not NAME=VALUE"),
+    (["--set", "kernel_size=4"], "Error: kernel_size=4 is not allowed: choose one of 1, 3, 5, 7"),
+    (["--input", "8x8", "--set", "padding=valid", "--set", "kernel_size=7"],
+     "Error: Invalid value for '--input': '8x8' is not HxWxC"),
+    (["--input", "8x8x1", "--set", "padding=valid", "--set", "kernel_size=7"],
+     # 8 -> conv 7 valid -> 2 -> pool -> 1 -> conv 7: nothing left
+     "Error: b2_conv1: a 7x7 window, stride 1, padding 'valid' on a 1x1 input gives -5x-5"),
+])
+def test_explain_errors(capsys, args, message):
+    code, _, err = run_cli(capsys, "explain", *args)
+    assert code == 2
+    assert err.strip().startswith(message), err

@@ -36,7 +36,7 @@ def test_one_parent_run_and_one_child_per_trial(searched):
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert parent.data.params["tuner"] == "random"
     for child in children:
-        assert {"num_blocks", "filters", "kernel_size", "padding", "pooling"} <= set(
+        assert {"family", "num_blocks", "filters", "kernel_size", "pooling"} <= set(
             child.data.params)
         if child.data.tags["status"] == "COMPLETED":
             history = client.get_metric_history(child.info.run_id, "val_accuracy")

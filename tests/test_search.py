@@ -1,6 +1,5 @@
 """Failed trials: rejected architectures are recorded with the reason and the search goes on."""
 
-import keras_tuner as kt
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -15,25 +14,20 @@ def config(tmp_path, **overrides):
     return SearchConfig(**{**settings, **overrides})
 
 
-def valid_padding_5x5(blocks):
-    hp = kt.HyperParameters()
-    hp.Fixed("padding", "valid")
-    hp.Fixed("kernel_size", 5)
-    hp.Fixed("convs_per_block", 1)
-    hp.Choice("num_blocks", blocks)
-    return hp
+# On 8x8, one block of a 5x5 valid conv fits (8 -> 4 -> pool 2); a second cannot (5x5 on 2x2).
+VALID_5X5 = {"family": "plain", "padding": "valid", "kernel_size": 5, "stride": 1,
+             "convs_per_block": 1, "pooling": "max", "pool_size": 2}
 
 
 def test_rejected_trials_are_recorded_and_the_search_goes_on(tmp_path):
     lines = []
-    # On 8x8, one block of a 5x5 valid conv fits (8 -> 4 -> pool 2); a second cannot (5x5 on 2x2).
-    result = run_search(config(tmp_path), echo=lines.append,
-                        hyperparameters=valid_padding_5x5([1, 2]))
+    # num_blocks is searched in 1..2, the most an 8x8 input takes.
+    result = run_search(config(tmp_path, fixed=VALID_5X5), echo=lines.append)
     assert result.trials_completed >= 1 and result.trials_failed >= 1
     assert result.best_hyperparameters["num_blocks"] == 1
     trial_lines = [line for line in lines if line.startswith("trial ")]
     assert len(trial_lines) == 4
-    assert any("failed    rejected by sizing: block 2 conv 1" in line for line in trial_lines)
+    assert any("failed    rejected by sizing: b2_conv1: a 5x5 window" in line for line in trial_lines)
     runs = MlflowClient(f"sqlite:///{tmp_path}/db.db").search_runs(
         [MlflowClient(f"sqlite:///{tmp_path}/db.db").get_experiment_by_name("s").experiment_id],
         filter_string="tags.status = 'FAILED'")
@@ -43,9 +37,9 @@ def test_rejected_trials_are_recorded_and_the_search_goes_on(tmp_path):
 
 def test_a_search_where_every_trial_fails_names_the_reason(tmp_path):
     with pytest.raises(SearchError, match=r"2 trials failed in a row; most common reason: "
-                                          r"rejected by sizing: block 2 conv 1"):
-        run_search(config(tmp_path, max_failed_trials=2), echo=lambda line: None,
-                   hyperparameters=valid_padding_5x5([2]))
+                                          r"rejected by sizing: b2_conv1: a 5x5 window"):
+        run_search(config(tmp_path, max_failed_trials=2, fixed={**VALID_5X5, "num_blocks": 2}),
+                   echo=lambda line: None)
     client = MlflowClient(f"sqlite:///{tmp_path}/db.db")
     runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -56,5 +50,5 @@ def test_a_search_where_every_trial_fails_names_the_reason(tmp_path):
 def test_a_short_search_where_nothing_succeeds_says_so(tmp_path):
     with pytest.raises(SearchError, match=r"no trial succeeded; most common reason: "
                                           r"rejected by sizing"):
-        run_search(config(tmp_path, max_trials=2), echo=lambda line: None,
-                   hyperparameters=valid_padding_5x5([2]))
+        run_search(config(tmp_path, max_trials=2, fixed={**VALID_5X5, "num_blocks": 2}),
+                   echo=lambda line: None)

@@ -3,14 +3,16 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from autocnn import space
-from autocnn.errors import SizingError
+from autocnn import blocks, space
+from autocnn.errors import ConfigError, SizingError
 
 DEFAULTS = {
-    "num_blocks": 2, "convs_per_block": 1, "filters": 32, "kernel_size": 3, "padding": "same",
-    "batch_norm": True, "pooling": "max", "dense_units": 64, "dropout": 0.2,
-    "learning_rate": 1e-3,
+    "family": "plain", "num_blocks": 2, "convs_per_block": 1, "filters": 32, "kernel_size": 3,
+    "stride": 1, "padding": "same", "batch_norm": True, "activation": "relu", "l2": 0.0,
+    "pooling": "max", "pool_size": 2, "head": "flatten", "dense_units": 64, "dropout": 0.2,
+    "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "constant",
 }
+SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
 
 
 def test_empty_hyperparameters_give_the_documented_default_model(seed):
@@ -21,59 +23,103 @@ def test_empty_hyperparameters_give_the_documented_default_model(seed):
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [32, 64]  # filters double per block
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 2
-    assert model.get_layer(index=-1).activation.__name__ == "softmax"
-    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
-    history = model.fit(x, np.arange(4), epochs=1, verbose=0)
+    assert model.get_layer("classifier").activation.__name__ == "softmax"
+
+
+@pytest.mark.parametrize("shape, most", [((8, 8, 1), 2), ((28, 28, 1), 3), ((32, 32, 3), 4),
+                                         ((224, 224, 3), 5), ((4, 4, 1), 1)])
+def test_depth_adapts_to_the_input(shape, most):
+    assert space.max_blocks(shape) == most
+    hp = kt.HyperParameters()
+    space.size_model(hp, shape, 10)
+    assert hp.get("num_blocks") == min(2, most)
+    assert hp._hps["num_blocks"][0].max_value == most
+
+
+@pytest.mark.parametrize("family", list(blocks.FAMILIES))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_family_sizes_exactly_as_keras_builds_and_trains(family, shape, seed):
+    fixed = {"family": family}
+    sized = space.size_model(kt.HyperParameters(), shape, 5, fixed=fixed)
+    model = space.build_model(kt.HyperParameters(), shape, 5, fixed=fixed)
+    for row in sized.rows:
+        layer = model.get_layer(row.name)
+        assert tuple(layer.output.shape[1:]) == row.shape, row.name
+        assert layer.count_params() == row.params, row.name
+    assert sized.params == model.count_params()
+    x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+    history = model.fit(x, np.arange(4) % 5, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 
-def test_fixed_values_shape_the_model(seed):
-    hp = kt.HyperParameters()
-    hp.Fixed("num_blocks", 1)
-    hp.Fixed("convs_per_block", 2)
-    hp.Fixed("filters", 16)
-    hp.Fixed("kernel_size", 5)
-    hp.Fixed("padding", "valid")
-    hp.Fixed("batch_norm", False)
-    hp.Fixed("pooling", "avg")
-    hp.Fixed("dense_units", 0)
-    model = space.build_model(hp, (16, 16, 3), 4)
-    kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["InputLayer", "Conv2D", "Activation", "Conv2D", "Activation",
-                     "AveragePooling2D", "Flatten", "Dropout", "Dense"]
-    # 16 -> conv 5 valid -> 12 -> conv 5 valid -> 8 -> pool 2 -> 4
-    assert model.get_layer(index=5).output.shape == (None, 4, 4, 16)
-    assert model.output_shape == (None, 4)
+@pytest.mark.parametrize("values, layer, kind", [
+    ({"family": "residual", "bottleneck": True}, "b1_unit1_expand", keras.layers.Conv2D),
+    ({"family": "inception", "factorize": True}, "b1_5x5b", keras.layers.Conv2D),
+    ({"family": "separable"}, "b1_sep1_dw", keras.layers.DepthwiseConv2D),
+    ({"family": "dense", "num_blocks": 2}, "b1_transition", keras.layers.Conv2D),
+    ({"pooling": "strided"}, "b1_down", keras.layers.Conv2D),
+    ({"pooling": "avg", "pool_size": 3}, "b1_avgpool", keras.layers.AveragePooling2D),
+    ({"head": "gap"}, "global_avgpool", keras.layers.GlobalAveragePooling2D),
+    ({"family": "nin"}, "global_avgpool", keras.layers.GlobalAveragePooling2D),
+])
+def test_fixed_values_shape_the_model(values, layer, kind):
+    model = space.build_model(kt.HyperParameters(), (16, 16, 1), 3, fixed=values)
+    assert isinstance(model.get_layer(layer), kind)
 
 
-def impossible_on_8x8():
+def test_conditional_hyperparameters_appear_only_with_their_family():
+    plain, dense = kt.HyperParameters(), kt.HyperParameters()
+    space.size_model(plain, (16, 16, 1), 3)
+    space.size_model(dense, (16, 16, 1), 3, fixed={"family": "dense"})
+    assert "growth_rate" not in space.active_values(plain)
+    assert space.active_values(dense)["growth_rate"] == 12
+    assert "padding" not in space.active_values(dense)  # dense blocks always pad "same"
+
+
+def test_fixed_values_are_checked():
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) famly: choose from "
+                                          r"family, num_blocks"):
+        space.check_fixed({"famly": "plain"})
+    with pytest.raises(ConfigError, match=r"kernel_size=4 is not allowed: choose one of 1, 3, 5"):
+        space.size_model(kt.HyperParameters(), (8, 8, 1), 3, fixed={"kernel_size": 4})
+    with pytest.raises(ConfigError, match=r"num_blocks=3 is out of range: it must lie in 1..2"):
+        space.size_model(kt.HyperParameters(), (8, 8, 1), 3, fixed={"num_blocks": 3})
+
+
+def test_a_fixed_conditional_value_holds_in_its_scope():
     hp = kt.HyperParameters()
-    hp.Fixed("num_blocks", 3)
-    hp.Fixed("padding", "valid")
-    hp.Fixed("kernel_size", 5)
-    return hp
+    space.size_model(hp, (16, 16, 1), 3, fixed={"padding": "valid", "pool_size": 3})
+    assert hp.get("padding") == "valid" and hp.get("pool_size") == 3
+
+
+IMPOSSIBLE_ON_8X8 = {"num_blocks": 2, "convs_per_block": 2, "padding": "valid",
+                     "kernel_size": 5}
 
 
 def test_impossible_architecture_is_rejected_with_the_reason():
-    # 8 -> conv 5 valid -> 4 -> pool -> 2 -> conv 5 valid on 2x2: impossible
-    with pytest.raises(SizingError, match=r"block 2 conv 1: a 5x5 window.*2x2 input gives"):
-        space.build_model(impossible_on_8x8(), (8, 8, 1), 10)
+    # 8 -> conv 5 valid -> 4 -> conv 5 valid on 4x4: impossible
+    with pytest.raises(SizingError, match=r"b1_conv2: a 5x5 window.*4x4 input gives 0x0"):
+        space.build_model(kt.HyperParameters(), (8, 8, 1), 10, fixed=IMPOSSIBLE_ON_8X8)
 
 
-def test_same_padding_runs_out_of_pixels_at_the_pooling():
-    hp = kt.HyperParameters()
-    hp.Fixed("num_blocks", 3)
-    with pytest.raises(SizingError, match=r"block 3 max pooling.*1x1 input"):
-        space.build_model(hp, (4, 4, 1), 10)
+def test_too_many_parameters_are_rejected_before_building():
+    with pytest.raises(SizingError, match=r"36,202 parameters exceed the limit of 10,000"):
+        space.build_model(kt.HyperParameters(), (8, 8, 1), 10, max_params=10_000)
 
 
 def test_hypermodel_fails_the_trial_before_training():
-    hypermodel = space.CNNHyperModel((8, 8, 1), 10)
-    hp = impossible_on_8x8()
+    hypermodel = space.CNNHyperModel((8, 8, 1), 10, fixed=IMPOSSIBLE_ON_8X8)
+    hp = kt.HyperParameters()
     model = hypermodel.build(hp)  # keras-tuner also builds while exploring: must not raise
-    assert model.rejection.startswith("block 2 conv 1")
-    with pytest.raises(kt.errors.FailedTrialError, match=r"rejected by sizing: block 2 conv 1"):
+    assert model.rejection.startswith("b1_conv2")
+    with pytest.raises(kt.errors.FailedTrialError, match=r"rejected by sizing: b1_conv2"):
         hypermodel.fit(hp, model, np.zeros((2, 8, 8, 1)), np.zeros(2), epochs=1)
+
+
+def test_cosine_schedule_decays_to_zero():
+    schedule = space.cosine_schedule(0.1, 10)
+    rates = [schedule.schedule(epoch, None) for epoch in (0, 5, 10)]
+    assert rates == pytest.approx([0.1, 0.05, 0.0])
 
 
 def test_active_values_leave_out_inactive_branches():
