@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test ui clean clean-runs
+.PHONY: help install demo test lint ui clean clean-runs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ demo: $(INSTALLED) ## Search a CNN for the embedded digits set, evaluate and reg
 
 test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
 	$(BIN)/python -m pytest
+
+lint: $(INSTALLED) ## Check the code with ruff
+	$(BIN)/ruff check autocnn tests benchmarks
 
 ui: $(INSTALLED) ## Open the MLflow UI over mlruns/ on http://127.0.0.1:$(PORT)
 	$(BIN)/autocnn ui --port $(PORT)

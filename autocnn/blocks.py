@@ -61,7 +61,9 @@ class KerasOps:
         return cls(size, strides=stride, padding=padding, name=name)(x)
 
     def batch_norm(self, x, name):
-        return layers.BatchNormalization(name=name)(x)
+        # Momentum 0.9 (PyTorch's default): with Keras's 0.99 the moving statistics need ~500 steps
+        # to settle, more than a small data set gives in a short trial, and validation suffers.
+        return layers.BatchNormalization(momentum=0.9, name=name)(x)
 
     def activation(self, x, name, kind):
         return layers.Activation(kind, name=name)(x)
@@ -158,10 +160,16 @@ def inception(ops, x, block, s: Settings, last: bool = False):
 
 
 def separable(ops, x, block, s: Settings, last: bool = False):
-    width = s.extra["width_multiplier"]
+    width, stride = s.extra["width_multiplier"], s.stride
+    if block == 1:
+        # MobileNet opens with a full convolution: a depthwise filter on a grayscale image
+        # would squeeze everything through a single channel.
+        x = conv_unit(ops, x, "b1_stem", s, max(int(s.filters * width), 8), s.kernel_size,
+                      stride, s.padding)
+        stride = 1
     for i in range(1, s.convs + 1):
         name = f"b{block}_sep{i}"
-        x = ops.depthwise(x, f"{name}_dw", s.kernel_size, s.stride if i == 1 else 1, s.padding,
+        x = ops.depthwise(x, f"{name}_dw", s.kernel_size, stride if i == 1 else 1, s.padding,
                           use_bias=not s.batch_norm, l2=s.l2)
         if s.batch_norm:
             x = ops.batch_norm(x, f"{name}_dw_bn")

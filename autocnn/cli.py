@@ -10,8 +10,15 @@ import sys
 import click
 
 from autocnn import __version__
-from autocnn.config import (CACHES, CHAMPION_METRICS, DEFAULT_TRACKING_URI,
-                            DEFAULT_TUNER_DIR, TUNERS, DataConfig, SearchConfig)
+from autocnn.config import (
+    CACHES,
+    CHAMPION_METRICS,
+    DEFAULT_TRACKING_URI,
+    DEFAULT_TUNER_DIR,
+    TUNERS,
+    DataConfig,
+    SearchConfig,
+)
 from autocnn.errors import AutoCNNError
 
 TRACKING_HELP = ("MLflow tracking URI: a SQLite file (the default, beside an artifacts/ folder) "

@@ -5,7 +5,6 @@ Fashion-MNIST, .npz, tensorflow-datasets) or as file paths that `tf.data` decode
 parallel (image folders), so a folder far larger than memory still trains.
 """
 
-import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -192,10 +191,6 @@ def check_labels(y: np.ndarray, num_classes: int, where: str) -> np.ndarray:
         raise DataError(f"{where}: labels must lie in 0..{num_classes - 1} for {num_classes} "
                         f"classes, got {y.min()}..{y.max()}")
     return y.astype("int64")
-
-
-def with_images(split: Split, images: np.ndarray) -> Split:
-    return dataclasses.replace(split, images=images)
 
 
 def slug(dataset: str) -> str:

@@ -130,7 +130,7 @@ def run_search(config: SearchConfig, echo=print,
         echo(f"skipped {len(dataset.skipped)} unreadable files: {', '.join(dataset.skipped[:5])}"
              + (" ..." if len(dataset.skipped) > 5 else ""))
     keras.utils.set_random_seed(config.seed)
-    run_id = tracker.start_search(
+    tracker.start_search(
         f"search-{config.tuner}", params=config.to_dict(),
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"})
     try:

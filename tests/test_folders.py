@@ -1,6 +1,5 @@
 """Image folders: formats and colour modes, splits, streaming, and every kind of bad file."""
 
-import numpy as np
 import pytest
 from conftest import write_images
 

@@ -27,10 +27,11 @@ def test_rejected_trials_are_recorded_and_the_search_goes_on(tmp_path):
     assert result.best_hyperparameters["num_blocks"] == 1
     trial_lines = [line for line in lines if line.startswith("trial ")]
     assert len(trial_lines) == 4
-    assert any("failed    rejected by sizing: b2_conv1: a 5x5 window" in line for line in trial_lines)
-    runs = MlflowClient(f"sqlite:///{tmp_path}/db.db").search_runs(
-        [MlflowClient(f"sqlite:///{tmp_path}/db.db").get_experiment_by_name("s").experiment_id],
-        filter_string="tags.status = 'FAILED'")
+    assert any("failed    rejected by sizing: b2_conv1: a 5x5 window" in line
+               for line in trial_lines)
+    client = MlflowClient(f"sqlite:///{tmp_path}/db.db")
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id],
+                              filter_string="tags.status = 'FAILED'")
     assert len(runs) == result.trials_failed
     assert all(r.data.tags["failure_reason"].startswith("rejected by sizing") for r in runs)
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_idx, write_mnist_folder
 
 from autocnn import data, sources
@@ -52,8 +51,8 @@ def test_idx_shorter_than_its_header_is_named(tmp_path):
     folder = write_mnist_folder(tmp_path / "m", gz=False)
     bad = folder / "train-labels-idx1-ubyte"
     bad.write_bytes(bad.read_bytes()[:-5])
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: 43 bytes where its header promises 48 "
-                                        r"\(shape \(40,\)\); the file is truncated"):
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: 43 bytes where its header "
+                                        r"promises 48 \(shape \(40,\)\); the file is truncated"):
         data.load(f"idx:{folder}")
 
 
