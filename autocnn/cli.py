@@ -120,6 +120,22 @@ class InputShape(click.ParamType):
 
 
 SET_HELP = "Fix a hyperparameter, e.g. --set family=residual --set num_blocks=3 (repeatable)."
+SPACE_HELP = ("A YAML file that fixes, restricts or widens hyperparameters (see README); --set "
+              "applies on top.")
+
+
+def space_options(command):
+    """--space FILE and --set NAME=VALUE, shared by the commands that take a search space."""
+    command = click.option("--set", "sets", multiple=True, callback=parse_sets,
+                           help=SET_HELP)(command)
+    return click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
+                        help=SPACE_HELP)(command)
+
+
+def make_rules(space_file, sets) -> dict:
+    from autocnn.rules import load_rules
+
+    return {**(load_rules(space_file) if space_file else {}), **sets}
 
 
 @cli.command()
@@ -140,7 +156,7 @@ SET_HELP = "Fix a hyperparameter, e.g. --set family=residual --set num_blocks=3 
               help="Give up after this many failed trials in a row.")
 @click.option("--max-params", type=click.IntRange(min=1), default=None,
               help="Reject architectures with more parameters, before building them.")
-@click.option("--set", "sets", multiple=True, callback=parse_sets, help=SET_HELP)
+@space_options
 @click.option("--project", default="", help="Tuner project and MLflow experiment name "
               "[default: autocnn-DATASET]. Rerunning the same project resumes it.")
 @click.option("--tuner-dir", default=DEFAULT_TUNER_DIR, show_default=True,
@@ -155,7 +171,7 @@ SET_HELP = "Fix a hyperparameter, e.g. --set family=residual --set num_blocks=3 
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "
               "register it in the MLflow model registry.")
 @click.option("-v", "--verbose", count=True, help="Show Keras's per-epoch progress.")
-def search(no_register, sets, **options):
+def search(no_register, space_file, sets, **options):
     """Search for a CNN, retrain the best, evaluate it on the test split, register it.
 
     \b
@@ -164,7 +180,8 @@ def search(no_register, sets, **options):
     """
     data_config = make_data_config(**options)
     settings = {k: v for k, v in options.items() if k not in DATA_KEYS}
-    config = SearchConfig(data=data_config, register=not no_register, fixed=sets, **settings)
+    config = SearchConfig(data=data_config, register=not no_register,
+                          space=make_rules(space_file, sets), **settings)
     _quiet_tensorflow()
     from autocnn import data as data_module
 
@@ -180,8 +197,8 @@ def search(no_register, sets, **options):
 @click.option("--input", "input_shape", type=InputShape(), default="32x32x1", show_default=True,
               help="The input the architecture is sized for.")
 @click.option("--classes", type=click.IntRange(min=2), default=10, show_default=True)
-@click.option("--set", "sets", multiple=True, callback=parse_sets, help=SET_HELP)
-def explain(input_shape, classes, sets):
+@space_options
+def explain(input_shape, classes, space_file, sets):
     """Print an architecture's per-layer table before building it.
 
     Each layer's output shape, parameters and receptive field, computed with
@@ -197,10 +214,41 @@ def explain(input_shape, classes, sets):
     from autocnn import sizing, space
 
     hp = kt.HyperParameters()
-    ops = space.size_model(hp, input_shape, classes, fixed=space.check_fixed(sets))
+    rules = space.check_rules(make_rules(space_file, sets), input_shape)
+    ops = space.size_model(hp, input_shape, classes, rules=rules)
     values = " ".join(f"{k}={v}" for k, v in space.active_values(hp).items())
     click.echo(f"input {'x'.join(map(str, input_shape))}, {classes} classes: {values}\n")
     click.echo(sizing.format_table(ops))
+
+
+@cli.group(name="space")
+def space_group():
+    """Look at the search space."""
+
+
+@space_group.command()
+@click.option("--input", "input_shape", type=InputShape(), default="32x32x1", show_default=True,
+              help="The input the space adapts to (the most blocks it allows).")
+@space_options
+def show(input_shape, space_file, sets):
+    """Print every hyperparameter with its values, default and condition, and the space's size.
+
+    \b
+    Example:
+      autocnn space show --space my_space.yaml --input 28x28x1
+    """
+    _quiet_tensorflow()
+    from autocnn import rules as rules_module
+    from autocnn import space
+
+    rules = space.check_rules(make_rules(space_file, sets), input_shape,
+                              where=f"{space_file}: " if space_file else "")
+    rows, size = rules_module.describe(space.explore(rules, input_shape))
+    header = ("hyperparameter", "values", "default", "when")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        click.echo("  ".join(f"{str(v):<{w}}" for v, w in zip(row, widths)).rstrip())
+    click.echo(f"\nsize: {size}")
 
 
 @cli.command()

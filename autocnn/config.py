@@ -48,7 +48,7 @@ class SearchConfig:
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     max_params: int | None = None  # architectures with more parameters are rejected unbuilt
-    fixed: dict = field(default_factory=dict)  # hyperparameter values fixed, not searched
+    space: dict = field(default_factory=dict)  # rules: values fixed, restricted or widened
     project: str = ""  # tuner project and MLflow experiment; "" means "autocnn-<dataset>"
     tuner_dir: str = DEFAULT_TUNER_DIR  # where keras-tuner keeps trials (for resuming)
     overwrite: bool = False  # start the tuner project afresh instead of resuming it

@@ -145,7 +145,7 @@ def run_search(config: SearchConfig, echo=print,
 
 def _search_and_retrain(config, dataset, tracker, echo):
     hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
-                                     max_params=config.max_params, fixed=config.fixed)
+                                     max_params=config.max_params, rules=config.space)
     # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
     # switch); the progress line gives the reason and the child run keeps the traceback.
     kt_config.DEBUG = config.verbose > 0

@@ -69,8 +69,9 @@ class Row:
 class SizingOps:
     """The layer vocabulary of `blocks.py`, computed on sizes: shapes, parameters, fields."""
 
-    def __init__(self, input_shape):
+    def __init__(self, input_shape, strict: bool = True):
         self.input_shape = tuple(input_shape)
+        self.strict = strict  # False: let vanishing maps pass (to explore a space's names)
         self.rows: list[Row] = []
 
     @property
@@ -82,7 +83,10 @@ class SizingOps:
         return size
 
     def _window(self, x: Size, name, kernel, stride, padding, channels) -> Size:
-        h, w = check_output(name, (x.height, x.width), kernel, stride, padding)
+        if self.strict:
+            h, w = check_output(name, (x.height, x.width), kernel, stride, padding)
+        else:
+            h, w = (max(1, output_size(s, kernel, stride, padding)) for s in (x.height, x.width))
         return Size(h, w, channels, x.receptive_field + (kernel - 1) * x.jump, x.jump * stride)
 
     def input(self) -> Size:

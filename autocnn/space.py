@@ -14,7 +14,9 @@ import keras
 import keras_tuner as kt
 
 from autocnn import blocks, sizing
-from autocnn.errors import ConfigError, SizingError
+from autocnn import rules as rules_module
+from autocnn.errors import SizingError
+from autocnn.rules import Space
 
 FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
 HEADS = ("flatten", "gap", "gmp")
@@ -115,10 +117,10 @@ def create_optimizer(hp: "Space") -> keras.optimizers.Optimizer:
 
 
 def size_model(hp: kt.HyperParameters, input_shape, num_classes,
-               max_params: int | None = None, fixed: dict | None = None):
+               max_params: int | None = None, rules: dict | None = None):
     """The architecture run on sizes: a `SizingOps` with its per-layer rows, or SizingError."""
     ops = sizing.SizingOps(input_shape)
-    architecture(Space(hp, fixed), ops, num_classes)
+    architecture(Space(hp, rules), ops, num_classes)
     if max_params and ops.params > max_params:
         raise SizingError(f"{ops.params:,} parameters exceed the limit of {max_params:,} "
                           "(--max-params)")
@@ -126,14 +128,14 @@ def size_model(hp: kt.HyperParameters, input_shape, num_classes,
 
 
 def build_model(hp: kt.HyperParameters, input_shape, num_classes: int,
-                max_params: int | None = None, fixed: dict | None = None) -> keras.Model:
+                max_params: int | None = None, rules: dict | None = None) -> keras.Model:
     """Size the architecture first (SizingError when impossible), then build and compile it.
 
-    ``fixed``: hyperparameter values fixed from outside; the rest come from ``hp``.
+    ``rules``: values fixed, restricted or widened from outside (see `rules.py`).
     """
-    size_model(hp, input_shape, num_classes, max_params, fixed)
+    size_model(hp, input_shape, num_classes, max_params, rules)
     ops = blocks.KerasOps(input_shape)
-    space = Space(hp, fixed)
+    space = Space(hp, rules)
     outputs = architecture(space, ops, num_classes)
     model = keras.Model(ops.inputs, outputs, name=f"autocnn_{hp.get('family')}")
     return compile_model(model, space)
@@ -148,17 +150,17 @@ class CNNHyperModel(kt.HyperModel):
     trial with it before any training.
     """
 
-    def __init__(self, input_shape, num_classes, max_params=None, fixed=None, **kwargs):
+    def __init__(self, input_shape, num_classes, max_params=None, rules=None, **kwargs):
         super().__init__(**kwargs)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.max_params = max_params
-        self.fixed = check_fixed(dict(fixed or {}))
+        self.rules = check_rules(dict(rules or {}), self.input_shape)
 
     def build(self, hp):
         try:
             return build_model(hp, self.input_shape, self.num_classes, self.max_params,
-                               self.fixed)
+                               self.rules)
         except SizingError as err:
             return _rejected_model(self.input_shape, self.num_classes, str(err))
 
@@ -192,68 +194,36 @@ def active_values(hp: kt.HyperParameters) -> dict:
     return {name: value for name, value in hp.values.items() if hp.is_active(name)}
 
 
+def explore(rules: dict | None = None, input_shape=(32, 32, 1)) -> list[kt.HyperParameters]:
+    """The space declared once per family and pooling branch, so every hyperparameter appears.
+
+    The rules are applied (and so checked) as in a search; maps that vanish are not an error here.
+    """
+    rules = rules or {}
+    explored = []
+    for family in _allowed(rules, "family"):
+        for pooling in _allowed(rules, "pooling"):
+            hp = kt.HyperParameters()
+            hp.values.update({"family": family, "pooling": pooling})
+            space = Space(hp, rules)
+            architecture(space, sizing.SizingOps(input_shape, strict=False), 2)
+            create_optimizer(space)
+            explored.append(hp)
+    return explored
+
+
+def _allowed(rules, name):
+    rule = rules.get(name, list(rules_module.CLOSED[name]))
+    return rule if isinstance(rule, list) else [rule]
+
+
 def names() -> list[str]:
     """Every hyperparameter name of the space, over all families and branches."""
-    found = {}
-    for family in blocks.FAMILIES:
-        hp = Space(kt.HyperParameters(), {"family": family, "pooling": "max"})
-        architecture(hp, sizing.SizingOps((32, 32, 1)), 2)
-        create_optimizer(hp)
-        found.update(dict.fromkeys(h.name for h in hp.hp.space))
-    return list(found)
+    return list(dict.fromkeys(h.name for hp in explore() for h in hp.space))
 
 
-class Space:
-    """Declares the space's hyperparameters on a keras-tuner ``HyperParameters``, applying the
-    values fixed from outside (``--set``) where each is declared.
-
-    Fixing happens in place, inside the hyperparameter's own conditional scope: keras-tuner keeps
-    a separate entry per scope, so an ``hp.Fixed`` made beforehand would not reach a conditional
-    hyperparameter.
-    """
-
-    def __init__(self, hp: kt.HyperParameters, fixed: dict | None = None):
-        self.hp, self.fixed = hp, dict(fixed or {})
-
-    def choice(self, name, values, default):
-        if name in self.fixed:
-            if self.fixed[name] not in values:
-                raise ConfigError(f"{name}={self.fixed[name]!r} is not allowed: choose one of "
-                                  f"{', '.join(map(str, values))}")
-            return self.hp.Fixed(name, self.fixed[name])
-        return self.hp.Choice(name, values, default=default)
-
-    def integer(self, name, low, high, default):
-        if name in self.fixed:
-            if not low <= self.fixed[name] <= high:
-                raise ConfigError(f"{name}={self.fixed[name]} is out of range: it must lie in "
-                                  f"{low}..{high}")
-            return self.hp.Fixed(name, self.fixed[name])
-        return self.hp.Int(name, low, high, default=default)
-
-    def boolean(self, name, default):
-        return self.choice(name, [False, True], default) if name in self.fixed else \
-            self.hp.Boolean(name, default=default)
-
-    def number(self, name, low, high, default, **kwargs):
-        if name in self.fixed:
-            if not low <= self.fixed[name] <= high:
-                raise ConfigError(f"{name}={self.fixed[name]} is out of range: it must lie in "
-                                  f"{low}..{high}")
-            return self.hp.Fixed(name, self.fixed[name])
-        return self.hp.Float(name, low, high, default=default, **kwargs)
-
-    def conditional_scope(self, parent, values):
-        return self.hp.conditional_scope(parent, values)
-
-    def get(self, name):
-        return self.hp.get(name)
-
-
-def check_fixed(fixed: dict) -> dict:
-    """``fixed`` itself, or ConfigError for a name the space does not have."""
-    unknown = sorted(set(fixed) - set(names()))
-    if unknown:
-        raise ConfigError(f"unknown hyperparameter(s) {', '.join(unknown)}: choose from "
-                          f"{', '.join(names())}")
-    return fixed
+def check_rules(rules: dict, input_shape=(32, 32, 1), where: str = "") -> dict:
+    """``rules`` itself, or ConfigError naming the first unknown name, bad value or range."""
+    rules_module.check_names(rules, names(), where)
+    explore(rules, input_shape)
+    return rules

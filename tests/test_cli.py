@@ -173,7 +173,7 @@ def test_explain_prints_the_sizing_table_keras_agrees_with(capsys):
     assert out.splitlines()[0].startswith("input 28x28x1, 10 classes: family=residual")
     total = int(out.strip().splitlines()[-1].split(":")[1].replace(",", ""))
     model = space.build_model(kt.HyperParameters(), (28, 28, 1), 10,
-                              fixed={"family": "residual", "num_blocks": 3})
+                              rules={"family": "residual", "num_blocks": 3})
     assert total == model.count_params()
     assert "b3_unit1_project" in out  # filters change between blocks: a projection shortcut
 
@@ -181,7 +181,8 @@ def test_explain_prints_the_sizing_table_keras_agrees_with(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--set", "famly=plain"], "Error: unknown hyperparameter(s) famly: choose from family,"),
     (["--set", "family"], "Error: Invalid value for '--set': 'family' is not NAME=VALUE"),
-    (["--set", "kernel_size=4"], "Error: kernel_size=4 is not allowed: choose one of 1, 3, 5, 7"),
+    (["--set", "pooling=bilinear"],
+     "Error: pooling='bilinear' is not allowed: choose one of max, avg, strided, none"),
     (["--input", "8x8", "--set", "padding=valid", "--set", "kernel_size=7"],
      "Error: Invalid value for '--input': '8x8' is not HxWxC"),
     (["--input", "8x8x1", "--set", "padding=valid", "--set", "kernel_size=7"],

@@ -22,7 +22,7 @@ VALID_5X5 = {"family": "plain", "padding": "valid", "kernel_size": 5, "stride": 
 def test_rejected_trials_are_recorded_and_the_search_goes_on(tmp_path):
     lines = []
     # num_blocks is searched in 1..2, the most an 8x8 input takes.
-    result = run_search(config(tmp_path, fixed=VALID_5X5), echo=lines.append)
+    result = run_search(config(tmp_path, space=VALID_5X5), echo=lines.append)
     assert result.trials_completed >= 1 and result.trials_failed >= 1
     assert result.best_hyperparameters["num_blocks"] == 1
     trial_lines = [line for line in lines if line.startswith("trial ")]
@@ -39,7 +39,7 @@ def test_rejected_trials_are_recorded_and_the_search_goes_on(tmp_path):
 def test_a_search_where_every_trial_fails_names_the_reason(tmp_path):
     with pytest.raises(SearchError, match=r"2 trials failed in a row; most common reason: "
                                           r"rejected by sizing: b2_conv1: a 5x5 window"):
-        run_search(config(tmp_path, max_failed_trials=2, fixed={**VALID_5X5, "num_blocks": 2}),
+        run_search(config(tmp_path, max_failed_trials=2, space={**VALID_5X5, "num_blocks": 2}),
                    echo=lambda line: None)
     client = MlflowClient(f"sqlite:///{tmp_path}/db.db")
     runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
@@ -51,5 +51,5 @@ def test_a_search_where_every_trial_fails_names_the_reason(tmp_path):
 def test_a_short_search_where_nothing_succeeds_says_so(tmp_path):
     with pytest.raises(SearchError, match=r"no trial succeeded; most common reason: "
                                           r"rejected by sizing"):
-        run_search(config(tmp_path, max_trials=2, fixed={**VALID_5X5, "num_blocks": 2}),
+        run_search(config(tmp_path, max_trials=2, space={**VALID_5X5, "num_blocks": 2}),
                    echo=lambda line: None)

@@ -40,8 +40,8 @@ def test_depth_adapts_to_the_input(shape, most):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_every_family_sizes_exactly_as_keras_builds_and_trains(family, shape, seed):
     fixed = {"family": family}
-    sized = space.size_model(kt.HyperParameters(), shape, 5, fixed=fixed)
-    model = space.build_model(kt.HyperParameters(), shape, 5, fixed=fixed)
+    sized = space.size_model(kt.HyperParameters(), shape, 5, rules=fixed)
+    model = space.build_model(kt.HyperParameters(), shape, 5, rules=fixed)
     for row in sized.rows:
         layer = model.get_layer(row.name)
         assert tuple(layer.output.shape[1:]) == row.shape, row.name
@@ -63,14 +63,14 @@ def test_every_family_sizes_exactly_as_keras_builds_and_trains(family, shape, se
     ({"family": "nin"}, "global_avgpool", keras.layers.GlobalAveragePooling2D),
 ])
 def test_fixed_values_shape_the_model(values, layer, kind):
-    model = space.build_model(kt.HyperParameters(), (16, 16, 1), 3, fixed=values)
+    model = space.build_model(kt.HyperParameters(), (16, 16, 1), 3, rules=values)
     assert isinstance(model.get_layer(layer), kind)
 
 
 def test_conditional_hyperparameters_appear_only_with_their_family():
     plain, dense = kt.HyperParameters(), kt.HyperParameters()
     space.size_model(plain, (16, 16, 1), 3)
-    space.size_model(dense, (16, 16, 1), 3, fixed={"family": "dense"})
+    space.size_model(dense, (16, 16, 1), 3, rules={"family": "dense"})
     assert "growth_rate" not in space.active_values(plain)
     assert space.active_values(dense)["growth_rate"] == 12
     assert "padding" not in space.active_values(dense)  # dense blocks always pad "same"
@@ -79,16 +79,24 @@ def test_conditional_hyperparameters_appear_only_with_their_family():
 def test_fixed_values_are_checked():
     with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) famly: choose from "
                                           r"family, num_blocks"):
-        space.check_fixed({"famly": "plain"})
-    with pytest.raises(ConfigError, match=r"kernel_size=4 is not allowed: choose one of 1, 3, 5"):
-        space.size_model(kt.HyperParameters(), (8, 8, 1), 3, fixed={"kernel_size": 4})
-    with pytest.raises(ConfigError, match=r"num_blocks=3 is out of range: it must lie in 1..2"):
-        space.size_model(kt.HyperParameters(), (8, 8, 1), 3, fixed={"num_blocks": 3})
+        space.check_rules({"famly": "plain"})
+    with pytest.raises(ConfigError, match=r"pooling='bilinear' is not allowed: choose one of "
+                                          r"max, avg, strided, none"):
+        space.size_model(kt.HyperParameters(), (8, 8, 1), 3, rules={"pooling": "bilinear"})
+    with pytest.raises(ConfigError, match=r"kernel_size='big' is not a int"):
+        space.size_model(kt.HyperParameters(), (8, 8, 1), 3, rules={"kernel_size": "big"})
+
+
+def test_fixed_values_may_widen_the_space():
+    hp = kt.HyperParameters()
+    model = space.build_model(hp, (16, 16, 1), 3, rules={"kernel_size": 4, "filters": 8})
+    assert model.get_layer("b1_conv1").kernel_size == (4, 4)
+    assert model.get_layer("b1_conv1").filters == 8
 
 
 def test_a_fixed_conditional_value_holds_in_its_scope():
     hp = kt.HyperParameters()
-    space.size_model(hp, (16, 16, 1), 3, fixed={"padding": "valid", "pool_size": 3})
+    space.size_model(hp, (16, 16, 1), 3, rules={"padding": "valid", "pool_size": 3})
     assert hp.get("padding") == "valid" and hp.get("pool_size") == 3
 
 
@@ -99,7 +107,7 @@ IMPOSSIBLE_ON_8X8 = {"num_blocks": 2, "convs_per_block": 2, "padding": "valid",
 def test_impossible_architecture_is_rejected_with_the_reason():
     # 8 -> conv 5 valid -> 4 -> conv 5 valid on 4x4: impossible
     with pytest.raises(SizingError, match=r"b1_conv2: a 5x5 window.*4x4 input gives 0x0"):
-        space.build_model(kt.HyperParameters(), (8, 8, 1), 10, fixed=IMPOSSIBLE_ON_8X8)
+        space.build_model(kt.HyperParameters(), (8, 8, 1), 10, rules=IMPOSSIBLE_ON_8X8)
 
 
 def test_too_many_parameters_are_rejected_before_building():
@@ -108,7 +116,7 @@ def test_too_many_parameters_are_rejected_before_building():
 
 
 def test_hypermodel_fails_the_trial_before_training():
-    hypermodel = space.CNNHyperModel((8, 8, 1), 10, fixed=IMPOSSIBLE_ON_8X8)
+    hypermodel = space.CNNHyperModel((8, 8, 1), 10, rules=IMPOSSIBLE_ON_8X8)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)  # keras-tuner also builds while exploring: must not raise
     assert model.rejection.startswith("b1_conv2")
