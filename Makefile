@@ -20,7 +20,7 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED) ## Create .venv and install autocnn with its test tools
 
 demo: $(INSTALLED) ## Search a CNN for the embedded digits set, evaluate and register it in mlruns/
-	$(BIN)/autocnn search --dataset digits --tuner bayesian --max-trials 12 --epochs 20 --overwrite
+	$(BIN)/autocnn search --dataset digits --tuner bayesian --max-trials 10 --epochs 15 --overwrite
 
 test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
 	$(BIN)/python -m pytest

@@ -82,6 +82,28 @@ class KerasOps:
         return layers.Dense(units, activation=activation, kernel_regularizer=_l2(l2),
                             name=name)(x)
 
+    def augment(self, x, a: dict):
+        """Random transformations, active only in training; a registered model is unaffected."""
+        h, w = self.input_shape[:2]
+        steps = [
+            (a["flip"] != "none", lambda: layers.RandomFlip(a["flip"], name="aug_flip")),
+            (a["rotation"], lambda: layers.RandomRotation(a["rotation"], name="aug_rotation")),
+            (a["zoom"], lambda: layers.RandomZoom(a["zoom"], name="aug_zoom")),
+            (a["translation"], lambda: layers.RandomTranslation(
+                a["translation"], a["translation"], name="aug_translation")),
+            # A random window of 80-100% of the image, resized back: zooming in only.
+            (a["random_crop"], lambda: layers.RandomZoom((-0.2, 0.0), name="aug_crop")),
+            (a["contrast"], lambda: layers.RandomContrast(a["contrast"], value_range=(0, 1),
+                                                          name="aug_contrast")),
+            (a["blur"] and min(h, w) >= 3, lambda: layers.RandomGaussianBlur(
+                value_range=(0, 1), name="aug_blur")),
+            (a["noise"], lambda: layers.GaussianNoise(a["noise"], name="aug_noise")),
+        ]
+        for wanted, layer in steps:
+            if wanted:
+                x = layer()(x)
+        return x
+
     def add(self, xs, name):
         return layers.Add(name=name)(xs)
 

@@ -149,7 +149,6 @@ def make_rules(space_file, sets) -> dict:
               help="Most epochs per trial (Hyperband's max_epochs).")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop a trial after this many epochs without a better val_accuracy.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Fixes the split, the tuner's choices and the weight initialisation.")
 @click.option("--max-failed-trials", type=click.IntRange(min=1), default=10, show_default=True,

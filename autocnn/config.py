@@ -44,7 +44,6 @@ class SearchConfig:
     max_trials: int = 10  # trials to run, rejected architectures included
     epochs: int = 20  # most epochs per trial (Hyperband's max_epochs)
     patience: int = 5  # early stopping on validation accuracy, in epochs
-    batch_size: int = 32
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     max_params: int | None = None  # architectures with more parameters are rejected unbuilt
@@ -61,7 +60,7 @@ class SearchConfig:
     def __post_init__(self):
         _check_choice("tuner", self.tuner, TUNERS)
         _check_choice("champion_metric", self.champion_metric, CHAMPION_METRICS)
-        for name in ("max_trials", "epochs", "patience", "batch_size", "max_failed_trials"):
+        for name in ("max_trials", "epochs", "patience", "max_failed_trials"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 

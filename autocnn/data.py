@@ -51,6 +51,7 @@ class Dataset:
     input_shape: tuple[int, int, int]  # (height, width, channels) the model sees
     skipped: tuple[str, ...] = ()  # unreadable files left out with --skip-bad-files
     cache: str = "auto"
+    orientation_matters: bool = False  # True for digits and letters: no flips
 
     @property
     def num_classes(self) -> int:
@@ -134,7 +135,8 @@ def _finish(name, loaded: Loaded, config: DataConfig) -> Dataset:
         splits["train"], splits["val"] = stratified_split(
             splits["train"], config.val_fraction, config.seed, names, name, "validation")
     return Dataset(name, splits["train"], splits["val"], splits["test"], tuple(names),
-                   loaded.input_shape, loaded.skipped, config.cache)
+                   loaded.input_shape, loaded.skipped, config.cache,
+                   orientation_matters=name == "digits" or name.startswith("idx:"))
 
 
 def stratified_split(split: Split, fraction: float, seed: int, class_names, name: str,

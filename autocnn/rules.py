@@ -23,6 +23,7 @@ CLOSED = {
     "head": ("flatten", "gap", "gmp"),
     "optimizer": ("adam", "adamw", "sgd"),
     "lr_schedule": ("constant", "cosine"),
+    "flip": ("none", "horizontal", "vertical", "horizontal_and_vertical"),
 }
 
 

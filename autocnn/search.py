@@ -14,12 +14,13 @@ from autocnn.config import SearchConfig
 from autocnn.errors import SearchError
 from autocnn.tracking import Registration, Tracker
 
-TUNER_CLASSES = {
-    "random": kt.RandomSearch,
-    "bayesian": kt.BayesianOptimization,
-    "hyperband": kt.Hyperband,
+ORACLES = {
+    "random": kt.oracles.RandomSearchOracle,
+    "bayesian": kt.oracles.BayesianOptimizationOracle,
+    "hyperband": kt.oracles.HyperbandOracle,
 }
 OBJECTIVE = "val_accuracy"
+PIPELINE_BATCH = 64  # what the input pipeline yields; each trial rebatches to its batch_size
 
 
 @dataclass
@@ -99,22 +100,44 @@ def failure_reason(trial) -> str:
     return rest if rest and "Error" in head else last
 
 
+class WarmStart:
+    """Mixin for a keras-tuner Oracle: the first trials try given configurations.
+
+    The first is the space's defaults, a sensible model for the input, so a search is never
+    worse than it. Uses the oracles' public `populate_space` hook; a resumed search that already
+    has those trials goes straight on.
+    """
+
+    def __init__(self, *args, warm_start=({},), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warm_start = list(warm_start)
+
+    def populate_space(self, trial_id):
+        index = len(self.trials)  # this trial is not among them yet
+        if index < len(self.warm_start):
+            values = {**self.get_space().values, **self.warm_start[index]}
+            return {"status": "RUNNING", "values": values}
+        return super().populate_space(trial_id)
+
+
 def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print):
     """The tuner named by ``config.tuner``, with progress and MLflow tracking mixed in."""
-    base = TUNER_CLASSES[config.tuner]
-    cls = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
-    kwargs = dict(
-        hypermodel=hypermodel, objective=OBJECTIVE, seed=config.seed,
-        max_consecutive_failed_trials=config.max_failed_trials,
-        directory=config.tuner_dir, project_name=config.project_name,
-        overwrite=config.overwrite, tracker=tracker, total_trials=config.max_trials, echo=echo,
-    )
+    settings = dict(objective=OBJECTIVE, seed=config.seed,
+                    max_consecutive_failed_trials=config.max_failed_trials)
+    tracked = dict(hypermodel=hypermodel, directory=config.tuner_dir,
+                   project_name=config.project_name, overwrite=config.overwrite,
+                   tracker=tracker, total_trials=config.max_trials, echo=echo)
     if config.tuner == "hyperband":
-        tuner = cls(max_epochs=config.epochs, factor=3, **kwargs)
-        # Hyperband derives its trial count from max_epochs; cap it like the other tuners.
+        # Hyperband fills its brackets itself (no warm start here); it derives its trial count
+        # from max_epochs, so cap it like the other tuners.
+        tuner = type("TrackedHyperband", (TrackedTrials, kt.Hyperband), {})(
+            max_epochs=config.epochs, factor=3, **settings, **tracked)
         tuner.oracle.max_trials = config.max_trials
         return tuner
-    return cls(max_trials=config.max_trials, **kwargs)
+    base = ORACLES[config.tuner]
+    oracle = type(f"WarmStart{base.__name__}", (WarmStart, base), {})(
+        max_trials=config.max_trials, **settings)
+    return type("TrackedTuner", (TrackedTrials, kt.Tuner), {})(oracle=oracle, **tracked)
 
 
 def run_search(config: SearchConfig, echo=print,
@@ -144,8 +167,11 @@ def run_search(config: SearchConfig, echo=print,
 
 
 def _search_and_retrain(config, dataset, tracker, echo):
+    rules = config.space
+    if dataset.orientation_matters:  # a flipped 6 is not a 6
+        rules = {"flip": "none", **rules}
     hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
-                                     max_params=config.max_params, rules=config.space)
+                                     max_params=config.max_params, rules=rules)
     # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
     # switch); the progress line gives the reason and the child run keeps the traceback.
     kt_config.DEBUG = config.verbose > 0
@@ -153,8 +179,8 @@ def _search_and_retrain(config, dataset, tracker, echo):
     echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
          f"{config.epochs} epochs; MLflow run {tracker.parent_run_id} in {tracker.tracking_uri}")
     stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=config.patience)
-    train = dataset.pipeline(dataset.train, config.batch_size, shuffle=True, seed=config.seed)
-    val = dataset.pipeline(dataset.val, config.batch_size)
+    train = dataset.pipeline(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
+    val = dataset.pipeline(dataset.val, PIPELINE_BATCH)
     try:
         # The pipeline shuffles; Keras's own shuffle flag would only warn on a tf.data input.
         tuner.search(train, validation_data=val, epochs=config.epochs, callbacks=[stop_early],
@@ -198,7 +224,7 @@ def retrain(hypermodel, trial, dataset, config):
     keras.utils.set_random_seed(config.seed)
     keras.backend.clear_session()
     model = hypermodel.build(trial.hyperparameters)
-    both = dataset.pipeline(dataset.train.concat(dataset.val), config.batch_size, shuffle=True,
+    both = dataset.pipeline(dataset.train.concat(dataset.val), PIPELINE_BATCH, shuffle=True,
                             seed=config.seed)
     history = hypermodel.fit(trial.hyperparameters, model, both, epochs=trial.best_step + 1,
                              shuffle=False, verbose=config.verbose)

@@ -119,6 +119,9 @@ class SizingOps:
     def dropout(self, x, name, rate):
         return x
 
+    def augment(self, x, settings):
+        return x  # random transformations keep the shape and have no parameters
+
     def global_pool(self, x, name, kind):
         field = x.receptive_field + (max(x.height, x.width) - 1) * x.jump
         return self._add(name, f"Global{kind.title()}Pooling2D",

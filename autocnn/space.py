@@ -9,6 +9,7 @@ a configuration whose feature maps would vanish, or whose parameters exceed ``ma
 """
 
 import math
+import warnings
 
 import keras
 import keras_tuner as kt
@@ -29,7 +30,7 @@ def max_blocks(input_shape) -> int:
 
 def architecture(hp: "Space", ops, num_classes: int):
     """The model's layers through ``ops`` (Keras or sizing); returns the output."""
-    x = ops.input()
+    x = augmentation(hp, ops, ops.input())
     family = hp.choice("family", list(blocks.FAMILIES), "plain")
     most = max_blocks(ops.input_shape)
     num_blocks = hp.integer("num_blocks", 1, most, min(2, most))
@@ -57,6 +58,22 @@ def architecture(hp: "Space", ops, num_classes: int):
         x = blocks.FAMILIES[family](ops, x, block, settings, last=block == num_blocks)
         x = downsample(ops, x, block, pooling, pool_size, settings)
     return head(hp, ops, x, family, activation, l2, num_classes)
+
+
+def augmentation(hp, ops, x):
+    """Searchable data augmentation, all off by default (flips stay off where orientation
+    carries meaning: the search fixes ``flip`` to none for such data)."""
+    settings = {
+        "flip": hp.choice("flip", ["none", "horizontal", "horizontal_and_vertical"], "none"),
+        "rotation": hp.choice("rotation", [0.0, 0.05, 0.1], 0.0),  # fraction of a full turn
+        "zoom": hp.choice("zoom", [0.0, 0.1, 0.2], 0.0),
+        "translation": hp.choice("translation", [0.0, 0.1, 0.2], 0.0),
+        "random_crop": hp.boolean("random_crop", False),
+        "contrast": hp.choice("contrast", [0.0, 0.1, 0.2], 0.0),
+        "blur": hp.boolean("blur", False),
+        "noise": hp.choice("noise", [0.0, 0.02, 0.05], 0.0),  # Gaussian, standard deviation
+    }
+    return ops.augment(x, settings)
 
 
 def family_hyperparameters(hp, family: str) -> dict:
@@ -167,10 +184,22 @@ class CNNHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(f"rejected by sizing: {model.rejection}")
+        batch_size = training_hyperparameters(Space(hp, self.rules))
+        if args and hasattr(args[0], "rebatch"):  # a batched tf.data pipeline
+            args = (args[0].rebatch(batch_size), *args[1:])
         if hp.get("lr_schedule") == "cosine":
             kwargs["callbacks"] = [*kwargs.get("callbacks", []),
                                    cosine_schedule(hp.get("learning_rate"), kwargs["epochs"])]
-        return super().fit(hp, model, *args, **kwargs)
+        with warnings.catch_warnings():
+            # A rebatched pipeline has no known length, so Keras finds each epoch's end by
+            # running out of data, as intended here, and warns about it.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            return super().fit(hp, model, *args, **kwargs)
+
+
+def training_hyperparameters(hp: Space) -> int:
+    """The batch size: declared at training time, as it does not shape the model."""
+    return hp.choice("batch_size", [16, 32, 64, 128], 32)
 
 
 def cosine_schedule(base: float, epochs: int) -> keras.callbacks.Callback:
@@ -208,6 +237,7 @@ def explore(rules: dict | None = None, input_shape=(32, 32, 1)) -> list[kt.Hyper
             space = Space(hp, rules)
             architecture(space, sizing.SizingOps(input_shape, strict=False), 2)
             create_optimizer(space)
+            training_hyperparameters(space)
             explored.append(hp)
     return explored
 

@@ -40,13 +40,15 @@ def test_the_space_size_follows_the_rules():
         "family": "plain", "num_blocks": 2, "convs_per_block": 1, "filters": 32,
         "kernel_size": [3, 5], "stride": 1, "padding": "same", "batch_norm": True,
         "activation": "relu", "l2": 0.0, "pooling": "max", "pool_size": 2, "head": "flatten",
-        "dense_units": 64, "dropout": 0.2, "optimizer": "adam", "lr_schedule": "constant"}))
-    assert full.startswith("334,430,208 discrete configurations")
+        "dense_units": 64, "dropout": 0.2, "optimizer": "adam", "lr_schedule": "constant",
+        "batch_size": 32, "flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0,
+        "random_crop": False, "contrast": 0.0, "blur": False, "noise": 0.0}))
+    assert full.startswith("3,900,793,946,112 discrete configurations")
     assert small == "2 discrete configurations, times the continuous learning_rate"
 
 
 @pytest.mark.parametrize("text, message", [
-    ("famliy: [plain]", r"space.yaml: unknown hyperparameter\(s\) famliy: choose from family"),
+    ("famliy: [plain]", r"space.yaml: unknown hyperparameter\(s\) famliy: choose from flip"),
     ("kernel_size: []", r"kernel_size: the list of choices is empty"),
     ("num_blocks: {min: 4, max: 2}", r"num_blocks: impossible range, min 4 is above max 2"),
     ("num_blocks: {min: 0, max: 2}", r"num_blocks: min must be at least 1, got 0"),

@@ -7,6 +7,8 @@ from autocnn import blocks, space
 from autocnn.errors import ConfigError, SizingError
 
 DEFAULTS = {
+    "flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "random_crop": False,
+    "contrast": 0.0, "blur": False, "noise": 0.0,
     "family": "plain", "num_blocks": 2, "convs_per_block": 1, "filters": 32, "kernel_size": 3,
     "stride": 1, "padding": "same", "batch_norm": True, "activation": "relu", "l2": 0.0,
     "pooling": "max", "pool_size": 2, "head": "flatten", "dense_units": 64, "dropout": 0.2,
@@ -78,7 +80,7 @@ def test_conditional_hyperparameters_appear_only_with_their_family():
 
 def test_fixed_values_are_checked():
     with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) famly: choose from "
-                                          r"family, num_blocks"):
+                                          r"flip, rotation"):
         space.check_rules({"famly": "plain"})
     with pytest.raises(ConfigError, match=r"pooling='bilinear' is not allowed: choose one of "
                                           r"max, avg, strided, none"):
@@ -136,3 +138,33 @@ def test_active_values_leave_out_inactive_branches():
     with hp.conditional_scope("head", ["dense"]):
         hp.Int("units", 8, 16)
     assert space.active_values(hp) == {"head": "flatten"}
+
+
+AUGMENT_ALL = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1, "translation": 0.1,
+               "random_crop": True, "contrast": 0.2, "blur": True, "noise": 0.05}
+
+
+def test_augmentation_trains_but_leaves_inference_alone(seed):
+    model = space.build_model(kt.HyperParameters(), (16, 16, 3), 4, rules=AUGMENT_ALL)
+    names = [layer.name for layer in model.layers]
+    assert names[1:9] == ["aug_flip", "aug_rotation", "aug_zoom", "aug_translation", "aug_crop",
+                          "aug_contrast", "aug_blur", "aug_noise"]
+    x = np.random.default_rng(0).random((8, 16, 16, 3), dtype=np.float32)
+    model.fit(x, np.arange(8) % 4, epochs=1, verbose=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x, verbose=0))
+    sized = space.size_model(kt.HyperParameters(), (16, 16, 3), 4, rules=AUGMENT_ALL)
+    assert sized.params == model.count_params()
+
+
+def test_batch_size_is_searched_at_training_time(seed):
+    import tensorflow as tf
+
+    hypermodel = space.CNNHyperModel((8, 8, 1), 2, rules={"batch_size": 16})
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    data = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((64, 8, 8, 1), "float32"), np.arange(64) % 2)).batch(64)
+    batches = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(b))
+    hypermodel.fit(hp, model, data, epochs=1, shuffle=False, verbose=0, callbacks=[counter])
+    assert hp.get("batch_size") == 16 and len(batches) == 4
