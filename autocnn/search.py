@@ -17,7 +17,6 @@ from autocnn.tracking import Registration, Tracker
 ORACLES = {
     "random": kt.oracles.RandomSearchOracle,
     "bayesian": kt.oracles.BayesianOptimizationOracle,
-    "hyperband": kt.oracles.HyperbandOracle,
 }
 OBJECTIVE = "val_accuracy"
 PIPELINE_BATCH = 64  # what the input pipeline yields; each trial rebatches to its batch_size
@@ -103,9 +102,9 @@ def failure_reason(trial) -> str:
 class WarmStart:
     """Mixin for a keras-tuner Oracle: the first trials try given configurations.
 
-    The first is the space's defaults, a sensible model for the input, so a search is never
-    worse than it. Uses the oracles' public `populate_space` hook; a resumed search that already
-    has those trials goes straight on.
+    The first is the space's defaults, a sensible model for the input, so the best trial is
+    never worse on validation than the defaults. Uses the oracles' public `populate_space` hook;
+    a resumed search that already has those trials goes straight on.
     """
 
     def __init__(self, *args, warm_start=({},), **kwargs):

@@ -53,3 +53,17 @@ def test_a_short_search_where_nothing_succeeds_says_so(tmp_path):
                                           r"rejected by sizing"):
         run_search(config(tmp_path, max_trials=2, space={**VALID_5X5, "num_blocks": 2}),
                    echo=lambda line: None)
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian"])
+def test_the_first_trial_is_the_default_model(tmp_path, tuner):
+    import keras_tuner as kt
+
+    from autocnn import space
+
+    defaults = kt.HyperParameters()
+    space.size_model(defaults, (8, 8, 1), 10)
+    result = run_search(config(tmp_path, tuner=tuner, max_trials=1), echo=lambda line: None)
+    chosen = result.best_hyperparameters
+    assert {k: chosen[k] for k in space.active_values(defaults)} == space.active_values(defaults)
+    assert chosen["batch_size"] == 32 and chosen["optimizer"] == "adam"
