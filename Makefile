@@ -28,7 +28,7 @@ test: $(INSTALLED) ## Run the test suite (it never writes to this repository's m
 lint: $(INSTALLED) ## Check the code with ruff
 	$(BIN)/ruff check autocnn tests benchmarks
 
-ui: $(INSTALLED) ## Open the MLflow UI over mlruns/ on http://127.0.0.1:$(PORT)
+ui: $(INSTALLED) ## Open the MLflow UI over mlruns/ on http://127.0.0.1:5000 (PORT=... to change)
 	$(BIN)/autocnn ui --port $(PORT)
 
 clean: ## Remove the virtual environment and build leftovers (keeps mlruns/)
