@@ -120,8 +120,9 @@ class InputShape(click.ParamType):
 
 
 SET_HELP = "Fix a hyperparameter, e.g. --set family=residual --set num_blocks=3 (repeatable)."
-SPACE_HELP = ("A YAML file that fixes, restricts or widens hyperparameters (see README); --set "
-              "applies on top.")
+SPACE_HELP = ("A YAML file that fixes, restricts or widens hyperparameters, or preset:NAME for a "
+              "classic architecture (lenet5, alexnet, vgg11, vgg16, resnet18, resnet34, densenet, "
+              "inception, mobilenet, nin); --set applies on top.")
 
 
 def space_options(command):
@@ -132,10 +133,16 @@ def space_options(command):
                         help=SPACE_HELP)(command)
 
 
-def make_rules(space_file, sets) -> dict:
+def make_rules(space_file, sets, input_shape=None) -> dict:
+    """The rules of --space (a YAML file, or preset:NAME sized for ``input_shape``) and --set."""
+    from autocnn.presets import preset, split_space
     from autocnn.rules import load_rules
 
-    return {**(load_rules(space_file) if space_file else {}), **sets}
+    file, name = split_space(space_file)
+    base = load_rules(file) if file else {}
+    if name and input_shape is not None:
+        base = preset(name, input_shape)
+    return {**base, **sets}
 
 
 @cli.command()
@@ -179,7 +186,13 @@ def search(no_register, space_file, sets, **options):
     """
     data_config = make_data_config(**options)
     settings = {k: v for k, v in options.items() if k not in DATA_KEYS}
-    config = SearchConfig(data=data_config, register=not no_register,
+    from autocnn.presets import preset, split_space
+
+    _, preset_name = split_space(space_file)
+    if preset_name:
+        preset(preset_name, (32, 32, 1))  # an unknown name fails now, before the data loads
+        settings.update(tuner="random", max_trials=1)  # one fixed configuration: one trial
+    config = SearchConfig(data=data_config, register=not no_register, preset=preset_name,
                           space=make_rules(space_file, sets), **settings)
     _quiet_tensorflow()
     from autocnn import data as data_module
@@ -213,7 +226,7 @@ def explain(input_shape, classes, space_file, sets):
     from autocnn import sizing, space
 
     hp = kt.HyperParameters()
-    rules = space.check_rules(make_rules(space_file, sets), input_shape)
+    rules = space.check_rules(make_rules(space_file, sets, input_shape), input_shape)
     ops = space.size_model(hp, input_shape, classes, rules=rules)
     values = " ".join(f"{k}={v}" for k, v in space.active_values(hp).items())
     click.echo(f"input {'x'.join(map(str, input_shape))}, {classes} classes: {values}\n")
@@ -240,7 +253,7 @@ def show(input_shape, space_file, sets):
     from autocnn import rules as rules_module
     from autocnn import space
 
-    rules = space.check_rules(make_rules(space_file, sets), input_shape,
+    rules = space.check_rules(make_rules(space_file, sets, input_shape), input_shape,
                               where=f"{space_file}: " if space_file else "")
     rows, size = rules_module.describe(space.explore(rules, input_shape))
     header = ("hyperparameter", "values", "default", "when")

@@ -48,6 +48,7 @@ class SearchConfig:
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     max_params: int | None = None  # architectures with more parameters are rejected unbuilt
     space: dict = field(default_factory=dict)  # rules: values fixed, restricted or widened
+    preset: str | None = None  # a classic architecture to train alone (see presets.py)
     project: str = ""  # tuner project and MLflow experiment; "" means "autocnn-<dataset>"
     tuner_dir: str = DEFAULT_TUNER_DIR  # where keras-tuner keeps trials (for resuming)
     overwrite: bool = False  # start the tuner project afresh instead of resuming it

@@ -9,9 +9,9 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import config as kt_config
 
-from autocnn import data, evaluate, space
+from autocnn import data, evaluate, presets, space
 from autocnn.config import SearchConfig
-from autocnn.errors import SearchError
+from autocnn.errors import SearchError, SizingError
 from autocnn.tracking import Registration, Tracker
 
 ORACLES = {
@@ -114,13 +114,41 @@ class WarmStart:
     def populate_space(self, trial_id):
         index = len(self.trials)  # this trial is not among them yet
         if index < len(self.warm_start):
-            values = {**self.get_space().values, **self.warm_start[index]}
+            space = self.get_space()
+            values = dict(space.values)
+            for hp in space.space:
+                if hp.name in self.warm_start[index]:
+                    values[hp.name] = nearest(hp, self.warm_start[index][hp.name])
             return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
 
 
-def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print):
-    """The tuner named by ``config.tuner``, with progress and MLflow tracking mixed in."""
+def nearest(hp, value):
+    """``value`` if the space allows it, else the closest value it does (a preset's 6 filters
+    becomes 16 when the choices are 16, 32, 64): every oracle can then learn from the trial."""
+    config = hp.get_config()
+    if "value" in config:  # fixed by the user's rules: theirs wins
+        return config["value"]
+    if "values" in config:
+        allowed = config["values"]
+        if value in allowed:
+            return value
+        numbers = [v for v in allowed if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if isinstance(value, (int, float)) and numbers:
+            return min(numbers, key=lambda v: abs(v - value))
+        return config["default"] if config.get("default") is not None else allowed[0]
+    if "min_value" in config:
+        return type(config["min_value"])(min(max(value, config["min_value"]),
+                                             config["max_value"]))
+    return value
+
+
+def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
+                 warm_start=({},)):
+    """The tuner named by ``config.tuner``, with progress and MLflow tracking mixed in.
+
+    ``warm_start``: configurations the first trials try (random and Bayesian searches).
+    """
     settings = dict(objective=OBJECTIVE, seed=config.seed,
                     max_consecutive_failed_trials=config.max_failed_trials)
     tracked = dict(hypermodel=hypermodel, directory=config.tuner_dir,
@@ -135,7 +163,7 @@ def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print)
         return tuner
     base = ORACLES[config.tuner]
     oracle = type(f"WarmStart{base.__name__}", (WarmStart, base), {})(
-        max_trials=config.max_trials, **settings)
+        max_trials=config.max_trials, warm_start=warm_start, **settings)
     return type("TrackedTuner", (TrackedTrials, kt.Tuner), {})(oracle=oracle, **tracked)
 
 
@@ -167,6 +195,8 @@ def run_search(config: SearchConfig, echo=print,
 
 def _search_and_retrain(config, dataset, tracker, echo):
     rules = config.space
+    if config.preset:
+        rules = {**presets.preset(config.preset, dataset.input_shape), **rules}
     if dataset.orientation_matters:  # a flipped 6 is not a 6
         rules = {"flip": "none", **rules}
     hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
@@ -174,7 +204,8 @@ def _search_and_retrain(config, dataset, tracker, echo):
     # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
     # switch); the progress line gives the reason and the child run keeps the traceback.
     kt_config.DEBUG = config.verbose > 0
-    tuner = create_tuner(config, hypermodel, tracker, echo)
+    tuner = create_tuner(config, hypermodel, tracker, echo,
+                         warm_start=warm_start(config, dataset, rules))
     echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
          f"{config.epochs} epochs; MLflow run {tracker.parent_run_id} in {tracker.tracking_uri}")
     stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=config.patience)
@@ -216,6 +247,23 @@ def _search_and_retrain(config, dataset, tracker, echo):
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
                         len(completed), len(trials) - len(completed), best.best_step + 1,
                         metrics, registration, model)
+
+
+def warm_start(config, dataset, rules) -> list[dict]:
+    """The defaults, then (when the space is not the user's own) a few classic presets that fit
+    the input and the trial budget."""
+    configurations = [{}]
+    if config.space or config.preset:
+        return configurations
+    for name in presets.WARM_START[:min(len(presets.WARM_START), config.max_trials // 4)]:
+        values = presets.preset(name, dataset.input_shape)
+        try:
+            space.size_model(kt.HyperParameters(), dataset.input_shape, dataset.num_classes,
+                             config.max_params, {**values, **rules})
+        except SizingError:
+            continue
+        configurations.append(values)
+    return configurations
 
 
 def retrain(hypermodel, trial, dataset, config):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from autocnn.errors import SizingError
 
 PADDINGS = ("same", "valid")
+_POOL_NAMES = {"max": "Max", "avg": "Average"}  # as Keras names its layers
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: str | int = "valid") -> int:
@@ -108,7 +109,7 @@ class SizingOps:
 
     def pool(self, x, name, kind, size, stride, padding="valid"):
         out = self._window(x, name, size, stride, padding, x.channels)
-        return self._add(name, f"{kind.title()}Pooling2D", out)
+        return self._add(name, f"{_POOL_NAMES[kind]}Pooling2D", out)
 
     def batch_norm(self, x, name):
         return self._add(name, "BatchNormalization", x, 4 * x.channels)
@@ -124,7 +125,7 @@ class SizingOps:
 
     def global_pool(self, x, name, kind):
         field = x.receptive_field + (max(x.height, x.width) - 1) * x.jump
-        return self._add(name, f"Global{kind.title()}Pooling2D",
+        return self._add(name, f"Global{_POOL_NAMES[kind]}Pooling2D",
                          Size(None, None, x.channels, field, x.jump))
 
     def flatten(self, x, name):

@@ -36,6 +36,7 @@ def architecture(hp: "Space", ops, num_classes: int):
     num_blocks = hp.integer("num_blocks", 1, most, min(2, most))
     convs = hp.integer("convs_per_block", 1, 3, 1)
     filters = hp.choice("filters", [16, 32, 64], 32)
+    filter_growth = hp.choice("filter_growth", [1.0, 2.0], 2.0)  # per block; VGG doubles
     kernel_size = hp.choice("kernel_size", [1, 3, 5, 7], 3)
     stride = hp.choice("stride", [1, 2], 1)
     padding = "same"
@@ -53,7 +54,8 @@ def architecture(hp: "Space", ops, num_classes: int):
             # 3 with stride 2 is AlexNet's overlapping pooling.
             pool_size = hp.choice("pool_size", [2, 3], 2)
     for block in range(1, num_blocks + 1):
-        settings = blocks.Settings(min(filters * 2 ** (block - 1), 512), kernel_size, padding,
+        block_filters = min(round(filters * filter_growth ** (block - 1)), 512)
+        settings = blocks.Settings(block_filters, kernel_size, padding,
                                    stride, convs, batch_norm, activation, l2, extra)
         x = blocks.FAMILIES[family](ops, x, block, settings, last=block == num_blocks)
         x = downsample(ops, x, block, pooling, pool_size, settings)
@@ -110,8 +112,11 @@ def head(hp, ops, x, family, activation, l2, num_classes):
         pool = "max" if kind == "gmp" else "avg"
         x = ops.global_pool(x, f"global_{pool}pool", pool)
     dense_units = hp.choice("dense_units", [0, 64, 128, 256], 64)
+    second_units = hp.choice("dense_units_2", [0, 64, 128], 0)  # used when dense_units > 0
     if dense_units:
         x = ops.dense(x, "fc", dense_units, activation=activation, l2=l2)
+        if second_units:
+            x = ops.dense(x, "fc2", second_units, activation=activation, l2=l2)
     x = ops.dropout(x, "dropout", hp.number("dropout", 0.0, 0.5, 0.2, step=0.1))
     return ops.dense(x, "classifier", num_classes, activation="softmax")
 

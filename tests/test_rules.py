@@ -42,8 +42,9 @@ def test_the_space_size_follows_the_rules():
         "activation": "relu", "l2": 0.0, "pooling": "max", "pool_size": 2, "head": "flatten",
         "dense_units": 64, "dropout": 0.2, "optimizer": "adam", "lr_schedule": "constant",
         "batch_size": 32, "flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0,
-        "random_crop": False, "contrast": 0.0, "blur": False, "noise": 0.0}))
-    assert full.startswith("3,900,793,946,112 discrete configurations")
+        "random_crop": False, "contrast": 0.0, "blur": False, "noise": 0.0,
+        "filter_growth": 2.0, "dense_units_2": 0}))
+    assert full.startswith("23,404,763,676,672 discrete configurations")
     assert small == "2 discrete configurations, times the continuous learning_rate"
 
 

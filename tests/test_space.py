@@ -9,9 +9,11 @@ from autocnn.errors import ConfigError, SizingError
 DEFAULTS = {
     "flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "random_crop": False,
     "contrast": 0.0, "blur": False, "noise": 0.0,
-    "family": "plain", "num_blocks": 2, "convs_per_block": 1, "filters": 32, "kernel_size": 3,
+    "family": "plain", "num_blocks": 2, "convs_per_block": 1, "filters": 32,
+    "filter_growth": 2.0, "kernel_size": 3,
     "stride": 1, "padding": "same", "batch_norm": True, "activation": "relu", "l2": 0.0,
-    "pooling": "max", "pool_size": 2, "head": "flatten", "dense_units": 64, "dropout": 0.2,
+    "pooling": "max", "pool_size": 2, "head": "flatten", "dense_units": 64, "dense_units_2": 0,
+    "dropout": 0.2,
     "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "constant",
 }
 SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
