@@ -93,9 +93,7 @@ class Tracker:
         return run.info.run_id
 
     def log_epoch(self, run_id: str, epoch: int, logs: dict) -> None:
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, epoch) for k, v in logs.items() if _is_number(v)]
-        self.client.log_batch(run_id, metrics=metrics)
+        self.log_metrics(run_id, {k: v for k, v in logs.items() if _is_number(v)}, step=epoch)
 
     def end_trial(self, run_id: str, status: str, metrics: dict, tags: dict,
                   message: str | None = None) -> None:
