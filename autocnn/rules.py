@@ -15,7 +15,8 @@ from pathlib import Path
 
 from autocnn.errors import ConfigError
 
-# Choices that select code paths: only the listed values exist.
+# Choices that select code paths: only the listed values exist. space.py declares these
+# lists; the family names are blocks.FAMILIES' keys (a test keeps the two equal).
 CLOSED = {
     "family": ("plain", "residual", "dense", "inception", "separable", "nin"),
     "padding": ("same", "valid"),

@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass
 
 from autocnn.errors import SizingError
+from autocnn.rules import CLOSED
 
-PADDINGS = ("same", "valid")
+PADDINGS = CLOSED["padding"]
 _POOL_NAMES = {"max": "Max", "avg": "Average"}  # as Keras names its layers
 
 

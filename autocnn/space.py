@@ -8,6 +8,7 @@ a configuration whose feature maps would vanish, or whose parameters exceed ``ma
 `SizingError` with the layer and the numbers.
 """
 
+import functools
 import math
 import warnings
 
@@ -17,10 +18,9 @@ import keras_tuner as kt
 from autocnn import blocks, sizing
 from autocnn import rules as rules_module
 from autocnn.errors import SizingError
-from autocnn.rules import Space
+from autocnn.rules import CLOSED, Space
 
 FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
-HEADS = ("flatten", "gap", "gmp")
 
 
 def max_blocks(input_shape) -> int:
@@ -31,7 +31,7 @@ def max_blocks(input_shape) -> int:
 def architecture(hp: "Space", ops, num_classes: int):
     """The model's layers through ``ops`` (Keras or sizing); returns the output."""
     x = augmentation(hp, ops, ops.input())
-    family = hp.choice("family", list(blocks.FAMILIES), "plain")
+    family = hp.choice("family", list(CLOSED["family"]), "plain")
     most = max_blocks(ops.input_shape)
     num_blocks = hp.integer("num_blocks", 1, most, min(2, most))
     convs = hp.integer("convs_per_block", 1, 3, 1)
@@ -42,12 +42,12 @@ def architecture(hp: "Space", ops, num_classes: int):
     padding = "same"
     if family in FAMILY_PADDING:
         with hp.conditional_scope("family", list(FAMILY_PADDING)):
-            padding = hp.choice("padding", list(sizing.PADDINGS), "same")
+            padding = hp.choice("padding", list(CLOSED["padding"]), "same")
     batch_norm = hp.boolean("batch_norm", True)
     activation = hp.choice("activation", ["relu", "elu", "gelu", "swish"], "relu")
     l2 = hp.choice("l2", [0.0, 1e-5, 1e-4, 1e-3], 0.0)
     extra = family_hyperparameters(hp, family)
-    pooling = hp.choice("pooling", ["max", "avg", "strided", "none"], "max")
+    pooling = hp.choice("pooling", list(CLOSED["pooling"]), "max")
     pool_size = 2
     if pooling in ("max", "avg"):
         with hp.conditional_scope("pooling", ["max", "avg"]):
@@ -105,7 +105,7 @@ def head(hp, ops, x, family, activation, l2, num_classes):
     kind = "gap"  # Network in Network ends in global average pooling by design
     if family != "nin":
         with hp.conditional_scope("family", [f for f in blocks.FAMILIES if f != "nin"]):
-            kind = hp.choice("head", list(HEADS), "flatten")
+            kind = hp.choice("head", list(CLOSED["head"]), "flatten")
     if kind == "flatten":
         x = ops.flatten(x, "flatten")
     else:
@@ -128,9 +128,9 @@ def compile_model(model: keras.Model, hp: "Space") -> keras.Model:
 
 
 def create_optimizer(hp: "Space") -> keras.optimizers.Optimizer:
-    optimizer = hp.choice("optimizer", ["adam", "adamw", "sgd"], "adam")
+    optimizer = hp.choice("optimizer", list(CLOSED["optimizer"]), "adam")
     learning_rate = hp.number("learning_rate", 1e-4, 1e-2, 1e-3, sampling="log")
-    hp.choice("lr_schedule", ["constant", "cosine"], "constant")  # applied by fit
+    hp.choice("lr_schedule", list(CLOSED["lr_schedule"]), "constant")  # applied by fit
     if optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
     if optimizer == "adamw":
@@ -248,13 +248,14 @@ def explore(rules: dict | None = None, input_shape=(32, 32, 1)) -> list[kt.Hyper
 
 
 def _allowed(rules, name):
-    rule = rules.get(name, list(rules_module.CLOSED[name]))
+    rule = rules.get(name, list(CLOSED[name]))
     return rule if isinstance(rule, list) else [rule]
 
 
-def names() -> list[str]:
+@functools.cache
+def names() -> tuple[str, ...]:
     """Every hyperparameter name of the space, over all families and branches."""
-    return list(dict.fromkeys(h.name for hp in explore() for h in hp.space))
+    return tuple(dict.fromkeys(h.name for hp in explore() for h in hp.space))
 
 
 def check_rules(rules: dict, input_shape=(32, 32, 1), where: str = "") -> dict:

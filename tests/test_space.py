@@ -170,3 +170,9 @@ def test_batch_size_is_searched_at_training_time(seed):
     counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(b))
     hypermodel.fit(hp, model, data, epochs=1, shuffle=False, verbose=0, callbacks=[counter])
     assert hp.get("batch_size") == 16 and len(batches) == 4
+
+
+def test_the_closed_family_list_names_every_block_family():
+    from autocnn import rules
+
+    assert rules.CLOSED["family"] == tuple(blocks.FAMILIES)
