@@ -10,12 +10,17 @@ fields), so the same code that builds a model can size it first, and the two alw
 - inception (GoogLeNet): parallel 1x1, 3x3, 5x5 and pooling branches with 1x1 reductions.
 - separable (MobileNet): depthwise then pointwise convolutions, with a width multiplier.
 - nin (Network in Network): mlpconv, a convolution followed by 1x1 convolutions.
+
+A pretrained backbone (see `backbones.py`) enters through ``ops.backbone``: the images are
+brought to what the network expects by `BackboneInput`, inside the model.
 """
 
 from dataclasses import dataclass
 
 import keras
 from keras import layers
+
+from autocnn import backbones
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,10 @@ class Settings:
 class KerasOps:
     """The layer vocabulary, building Keras layers (functional API)."""
 
-    def __init__(self, input_shape):
+    def __init__(self, input_shape, weights=None):
+        """``weights``: a backbone's weights, "imagenet", a file's path or None."""
         self.input_shape = tuple(input_shape)
+        self.weights = weights
         self.inputs = None
 
     def input(self):
@@ -104,11 +111,49 @@ class KerasOps:
                 x = layer()(x)
         return x
 
+    def backbone(self, x, entry: backbones.Backbone, size):
+        """``entry``'s network, frozen, on images brought to ``size`` and its preprocessing.
+
+        Called with ``training=False``: its batch norm stays in inference mode even when layers
+        are unfrozen for fine-tuning, as the moving statistics learnt on ImageNet would
+        otherwise be overwritten by a few small batches.
+        """
+        x = BackboneInput(entry.name, size, name="backbone_input")(x)
+        base = entry.build((*size, 3), self.weights, name="backbone")
+        base.trainable = False
+        return base(x, training=False)
+
     def add(self, xs, name):
         return layers.Add(name=name)(xs)
 
     def concat(self, xs, name):
         return layers.Concatenate(name=name)(xs)
+
+
+@keras.saving.register_keras_serializable(package="autocnn")
+class BackboneInput(layers.Layer):
+    """Images in [0, 1] as a backbone expects them: three channels (grayscale repeated),
+    resized to ``size``, then the backbone's own preprocessing on the 0-255 scale.
+
+    A layer rather than a Lambda, so a saved model loads in Keras's safe mode.
+    """
+
+    def __init__(self, backbone: str, size, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone, self.size = backbone, tuple(size)
+
+    def call(self, images):
+        if images.shape[-1] == 1:
+            images = keras.ops.repeat(images, 3, axis=-1)
+        if tuple(images.shape[1:3]) != self.size:
+            images = keras.ops.image.resize(images, self.size, interpolation="bilinear")
+        return backbones.get(self.backbone).preprocess(images * 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, 3)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone, "size": list(self.size)}
 
 
 def _l2(factor):

@@ -11,7 +11,6 @@ import click
 
 from autocnn import __version__
 from autocnn.config import (
-    CACHES,
     CHAMPION_METRICS,
     DEFAULT_TRACKING_URI,
     DEFAULT_TUNER_DIR,
@@ -20,9 +19,17 @@ from autocnn.config import (
     SearchConfig,
 )
 from autocnn.errors import AutoCNNError
-
-TRACKING_HELP = ("MLflow tracking URI: a SQLite file (the default, beside an artifacts/ folder) "
-                 "or an MLflow server's http(s) address. Also read from MLFLOW_TRACKING_URI.")
+from autocnn.options import (
+    DATA_KEYS,
+    DATASET_HELP,
+    TRACKING_HELP,
+    WEIGHTS_HELP,
+    InputShape,
+    data_options,
+    make_data_config,
+    make_rules,
+    space_options,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,116 +40,6 @@ def cli():
     keras-tuner runs the search, the best model is retrained and evaluated on a held-out test
     split, and everything is tracked in MLflow (`autocnn ui` to look at it).
     """
-
-
-class ImageSize(click.ParamType):
-    """HxW (64x48) or N (64x64)."""
-
-    name = "HxW"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        parts = str(value).lower().split("x")
-        if len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-            return (int(parts[0]), int(parts[-1]))
-        self.fail(f"{value!r} is not HxW (for example 64x64, or 64)", param, ctx)
-
-
-DATASET_HELP = ("digits (embedded), fashion_mnist, a folder of class sub-folders (PATH/), a .npz "
-                "file, idx:DIR or tfds:NAME. `autocnn datasets` lists them.")
-
-
-def data_options(command):
-    """The options every command that loads a data set shares."""
-    options = [
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where fashion_mnist and tfds:NAME look for their files first."),
-        click.option("--image-size", type=ImageSize(), default=None,
-                     help="Resize images to HxW [default: the source's own size; for a folder "
-                          "the most common one]."),
-        click.option("--channels", type=click.Choice(["1", "3"]), default=None,
-                     help="1 (grayscale) or 3 (RGB) [default: the source's own; for a folder 3 "
-                          "if any image has colour]."),
-        click.option("--skip-bad-files", is_flag=True,
-                     help="Skip unreadable images and report them, instead of stopping."),
-        click.option("--cache", type=click.Choice(CACHES), default="auto", show_default=True,
-                     help="Keep decoded folder images in memory (auto: when they fit in 1 GiB)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def make_data_config(dataset, seed, data_dir, image_size, channels, skip_bad_files, cache,
-                     **_) -> DataConfig:
-    return DataConfig(dataset=dataset, seed=seed, data_dir=data_dir, image_size=image_size,
-                      channels=int(channels) if channels else None,
-                      skip_bad_files=skip_bad_files, cache=cache)
-
-
-DATA_KEYS = ("dataset", "data_dir", "image_size", "channels", "skip_bad_files", "cache")
-
-
-def parse_sets(ctx, param, values) -> dict:
-    """--set NAME=VALUE pairs as a dict, each value read as a bool, int, float or string."""
-    fixed = {}
-    for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE (for example family=residual)",
-                                     ctx, param)
-        fixed[name.strip()] = _parse_value(raw.strip())
-    return fixed
-
-
-def _parse_value(raw: str):
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    return raw
-
-
-class InputShape(click.ParamType):
-    """HxWxC, for example 32x32x3."""
-
-    name = "HxWxC"
-
-    def convert(self, value, param, ctx):
-        parts = str(value).lower().split("x")
-        if len(parts) == 3 and all(p.isdigit() and int(p) > 0 for p in parts):
-            return tuple(int(p) for p in parts)
-        self.fail(f"{value!r} is not HxWxC (for example 32x32x1)", param, ctx)
-
-
-SET_HELP = "Fix a hyperparameter, e.g. --set family=residual --set num_blocks=3 (repeatable)."
-SPACE_HELP = ("A YAML file that fixes, restricts or widens hyperparameters, or preset:NAME for a "
-              "classic architecture (lenet5, alexnet, vgg11, vgg16, resnet18, resnet34, densenet, "
-              "inception, mobilenet, nin); --set applies on top.")
-
-
-def space_options(command):
-    """--space FILE and --set NAME=VALUE, shared by the commands that take a search space."""
-    command = click.option("--set", "sets", multiple=True, callback=parse_sets,
-                           help=SET_HELP)(command)
-    return click.option("--space", "space_file", type=click.Path(dir_okay=False), default=None,
-                        help=SPACE_HELP)(command)
-
-
-def make_rules(space_file, sets, input_shape=None) -> dict:
-    """The rules of --space (a YAML file, or preset:NAME sized for ``input_shape``) and --set."""
-    from autocnn.presets import preset, split_space
-    from autocnn.rules import load_rules
-
-    file, name = split_space(space_file)
-    base = load_rules(file) if file else {}
-    if name and input_shape is not None:
-        base = preset(name, input_shape)
-    return {**base, **sets}
 
 
 @cli.command()
@@ -163,6 +60,8 @@ def make_rules(space_file, sets, input_shape=None) -> dict:
 @click.option("--max-params", type=click.IntRange(min=1), default=None,
               help="Reject architectures with more parameters, before building them.")
 @space_options
+@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
+              help=WEIGHTS_HELP)
 @click.option("--project", default="", help="Tuner project and MLflow experiment name "
               "[default: autocnn-DATASET]. Rerunning the same project resumes it.")
 @click.option("--tuner-dir", default=DEFAULT_TUNER_DIR, show_default=True,
@@ -177,12 +76,13 @@ def make_rules(space_file, sets, input_shape=None) -> dict:
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "
               "register it in the MLflow model registry.")
 @click.option("-v", "--verbose", count=True, help="Show Keras's per-epoch progress.")
-def search(no_register, space_file, sets, **options):
+def search(no_register, space_file, sets, backbone, **options):
     """Search for a CNN, retrain the best, evaluate it on the test split, register it.
 
     \b
-    Example:
+    Examples:
       autocnn search --dataset digits --tuner bayesian --max-trials 20 --epochs 30
+      autocnn search --dataset ~/pictures/pets/ --backbone mobilenet_v2,efficientnet_b0
     """
     data_config = make_data_config(**options)
     settings = {k: v for k, v in options.items() if k not in DATA_KEYS}
@@ -193,7 +93,7 @@ def search(no_register, space_file, sets, **options):
         preset(preset_name, (32, 32, 1))  # an unknown name fails now, before the data loads
         settings.update(tuner="random", max_trials=1)  # one fixed configuration: one trial
     config = SearchConfig(data=data_config, register=not no_register, preset=preset_name,
-                          space=make_rules(space_file, sets), **settings)
+                          space=make_rules(space_file, sets, backbone), **settings)
     _quiet_tensorflow()
     from autocnn import data as data_module
 
@@ -210,15 +110,17 @@ def search(no_register, space_file, sets, **options):
               help="The input the architecture is sized for.")
 @click.option("--classes", type=click.IntRange(min=2), default=10, show_default=True)
 @space_options
-def explain(input_shape, classes, space_file, sets):
+def explain(input_shape, classes, space_file, sets, backbone):
     """Print an architecture's per-layer table before building it.
 
     Each layer's output shape, parameters and receptive field, computed with
     out = floor((W - F + 2P) / S) + 1; unset hyperparameters take their defaults.
+    With --backbone, the backbone model (the first name given).
 
     \b
-    Example:
+    Examples:
       autocnn explain --input 28x28x1 --set family=residual --set num_blocks=3
+      autocnn explain --input 28x28x1 --backbone resnet50 --set upscale=4
     """
     _quiet_tensorflow()
     import keras_tuner as kt
@@ -226,7 +128,10 @@ def explain(input_shape, classes, space_file, sets):
     from autocnn import sizing, space
 
     hp = kt.HyperParameters()
-    rules = space.check_rules(make_rules(space_file, sets, input_shape), input_shape)
+    rules = make_rules(space_file, sets, backbone, input_shape)
+    if "backbone" in rules:
+        rules.setdefault("family", "backbone")
+    rules = space.check_rules(space.with_defaults(rules), input_shape)
     ops = space.size_model(hp, input_shape, classes, rules=rules)
     values = " ".join(f"{k}={v}" for k, v in space.active_values(hp).items())
     click.echo(f"input {'x'.join(map(str, input_shape))}, {classes} classes: {values}\n")
@@ -242,25 +147,44 @@ def space_group():
 @click.option("--input", "input_shape", type=InputShape(), default="32x32x1", show_default=True,
               help="The input the space adapts to (the most blocks it allows).")
 @space_options
-def show(input_shape, space_file, sets):
+def show(input_shape, space_file, sets, backbone):
     """Print every hyperparameter with its values, default and condition, and the space's size.
 
+    Pretrained backbones are part of the space when asked for (--backbone, or a rule on
+    family or on a backbone hyperparameter).
+
     \b
-    Example:
+    Examples:
       autocnn space show --space my_space.yaml --input 28x28x1
+      autocnn space show --backbone all
     """
     _quiet_tensorflow()
     from autocnn import rules as rules_module
     from autocnn import space
 
-    rules = space.check_rules(make_rules(space_file, sets, input_shape), input_shape,
-                              where=f"{space_file}: " if space_file else "")
+    rules = space.check_rules(space.with_defaults(make_rules(space_file, sets, backbone,
+                                                             input_shape)),
+                              input_shape, where=f"{space_file}: " if space_file else "")
     rows, size = rules_module.describe(space.explore(rules, input_shape))
     header = ("hyperparameter", "values", "default", "when")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         click.echo("  ".join(f"{str(v):<{w}}" for v, w in zip(row, widths)).rstrip())
     click.echo(f"\nsize: {size}")
+
+
+@cli.command(name="backbones")
+def backbones_command():
+    """List the pretrained backbones: parameters, input sizes, preprocessing.
+
+    Images are resized up to the backbone's input size and grayscale is repeated to three
+    channels inside the model. `--weights imagenet` weights are downloaded once by Keras into
+    ~/.keras/models (or $KERAS_HOME/models).
+    """
+    from autocnn import backbones
+
+    click.echo(backbones.describe())
+    click.echo(f"\nImageNet weights are kept in {backbones.keras_cache()}")
 
 
 @cli.command()

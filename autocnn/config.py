@@ -55,6 +55,7 @@ class SearchConfig:
     tracking_uri: str = DEFAULT_TRACKING_URI
     model_name: str = ""  # registered model name; "" means the project name
     champion_metric: str = "f1_macro"  # one of CHAMPION_METRICS
+    weights: str = "imagenet"  # pretrained backbones': "imagenet", "none" or a file's path
     register: bool = True  # log and register the retrained best model
     verbose: int = 0  # 1 shows Keras's per-epoch progress
 
@@ -64,6 +65,9 @@ class SearchConfig:
         for name in ("max_trials", "epochs", "patience", "max_failed_trials"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        from autocnn.backbones import resolve_weights
+
+        resolve_weights(self.weights)  # an existing file, or ConfigError
 
     @property
     def project_name(self) -> str:

@@ -10,15 +10,18 @@ scope: keras-tuner keeps a separate entry per scope, so an ``hp.Fixed`` made bef
 reach a conditional hyperparameter.
 """
 
-import math
 from pathlib import Path
 
+from autocnn import backbones
 from autocnn.errors import ConfigError
 
 # Choices that select code paths: only the listed values exist. space.py declares these
-# lists; the family names are blocks.FAMILIES' keys (a test keeps the two equal).
+# lists; the family names are blocks.FAMILIES' keys (a test keeps the two equal) and "backbone",
+# a pretrained network from the registry.
 CLOSED = {
-    "family": ("plain", "residual", "dense", "inception", "separable", "nin"),
+    "family": ("plain", "residual", "dense", "inception", "separable", "nin", "backbone"),
+    "backbone": backbones.NAMES,
+    "backbone_pooling": ("avg", "max"),
     "padding": ("same", "valid"),
     "pooling": ("max", "avg", "strided", "none"),
     "head": ("flatten", "gap", "gmp"),
@@ -113,23 +116,38 @@ def describe(hps: list) -> tuple[list[tuple], str]:
             entries.setdefault((h.name, _condition(h)), h)
     rows = [(name, _domain(h), _default(h), condition)
             for (name, condition), h in entries.items()]
-    discrete, continuous = 1, []
-    children = {}
-    for (name, condition), h in entries.items():
-        if h.conditions:
-            children.setdefault(h.conditions[0].name, []).append(h)
-    for (name, condition), h in entries.items():
-        if h.conditions:
-            continue
-        size = _size(h, continuous)
-        if name in children:
-            size = sum(math.prod(_size(c, continuous) for c in children[name]
-                                 if value in c.conditions[0].values) for value in h.values)
-        discrete *= size
+    continuous = []
+    discrete = _count([(h, list(h.conditions)) for h in entries.values()], continuous)
     text = f"{discrete:,} discrete configurations"
     if continuous:
         text += f", times the continuous {', '.join(sorted(set(continuous)))}"
     return rows, text
+
+
+def _count(entries: list, continuous: list) -> int:
+    """Configurations of ``entries`` (hyperparameter, conditions not yet met): each one
+    without conditions multiplies the count; a parent adds up, over its values, the
+    configurations of the children that value activates (conditions nest, outermost first)."""
+    total = 1
+    for h, conditions in entries:
+        if conditions:
+            continue
+        children = [(c, rest) for c, rest in entries if rest and rest[0].name == h.name]
+        if not children:
+            total *= _size(h, continuous)
+            continue
+        total *= sum(_count([(c, rest[1:]) for c, rest in children if value in rest[0].values],
+                            continuous) for value in _values(h))
+    return total
+
+
+def _values(h) -> list:
+    config = h.get_config()
+    if "values" in config:
+        return config["values"]
+    if "value" in config:
+        return [config["value"]]
+    return [False, True]  # a Boolean: the only other kind a condition can hang on
 
 
 def _size(h, continuous: list) -> int:

@@ -9,9 +9,9 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import config as kt_config
 
-from autocnn import data, evaluate, presets, space
+from autocnn import backbones, data, evaluate, presets, space
 from autocnn.config import SearchConfig
-from autocnn.errors import SearchError, SizingError
+from autocnn.errors import ConfigError, SearchError, SizingError
 from autocnn.tracking import Registration, Tracker
 
 ORACLES = {
@@ -45,7 +45,7 @@ class TrackedTrials:
 
     def __init__(self, *args, tracker: Tracker, total_trials: int, echo=print, **kwargs):
         self.tracker, self.total_trials, self.echo = tracker, total_trials, echo
-        self._runs, self._started, self._durations = {}, {}, []
+        self._runs, self._started, self._logged, self._durations = {}, {}, {}, []
         self._search_started = time.monotonic()
         super().__init__(*args, **kwargs)
 
@@ -53,6 +53,7 @@ class TrackedTrials:
         super().on_trial_begin(trial)
         values = space.active_values(trial.hyperparameters)
         self._runs[trial.trial_id] = self.tracker.start_trial(trial.trial_id, values)
+        self._logged[trial.trial_id] = set(values)
         self._started[trial.trial_id] = time.monotonic()
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
@@ -69,14 +70,17 @@ class TrackedTrials:
         seconds = time.monotonic() - self._started.pop(trial.trial_id)
         self._durations.append(seconds)
         values = space.active_values(trial.hyperparameters)
+        run_id = self._runs.pop(trial.trial_id)
+        logged = self._logged.pop(trial.trial_id)
+        # A branch seen for the first time declares its hyperparameters while the model builds.
+        self.tracker.log_params(run_id, {k: v for k, v in values.items() if k not in logged})
         metrics, tags = {"trial_seconds": seconds}, {"status": trial.status}
         if trial.status == "COMPLETED":
             metrics.update({"best_val_accuracy": trial.score, "best_epoch": trial.best_step + 1})
             outcome = f"val_accuracy {trial.score:.4f}"
         else:
             tags["failure_reason"] = outcome = failure_reason(trial)
-        self.tracker.end_trial(self._runs.pop(trial.trial_id), trial.status, metrics, tags,
-                               message=trial.message)
+        self.tracker.end_trial(run_id, trial.status, metrics, tags, message=trial.message)
         self.echo(self._progress_line(trial, outcome, seconds, values))
 
     def _progress_line(self, trial, outcome, seconds, values):
@@ -199,8 +203,10 @@ def _search_and_retrain(config, dataset, tracker, echo):
         rules = {**presets.preset(config.preset, dataset.input_shape), **rules}
     if dataset.orientation_matters:  # a flipped 6 is not a 6
         rules = {"flip": "none", **rules}
+    weights = backbones.resolve_weights(config.weights)
     hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
-                                     max_params=config.max_params, rules=rules)
+                                     max_params=config.max_params, rules=rules, weights=weights)
+    check_backbones(hypermodel, weights, echo)
     # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
     # switch); the progress line gives the reason and the child run keeps the traceback.
     kt_config.DEBUG = config.verbose > 0
@@ -208,7 +214,8 @@ def _search_and_retrain(config, dataset, tracker, echo):
                          warm_start=warm_start(config, dataset, rules))
     echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
          f"{config.epochs} epochs; MLflow run {tracker.parent_run_id} in {tracker.tracking_uri}")
-    stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=config.patience)
+    stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max",
+                                               patience=config.patience)
     train = dataset.pipeline(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
     val = dataset.pipeline(dataset.val, PIPELINE_BATCH)
     try:
@@ -249,10 +256,31 @@ def _search_and_retrain(config, dataset, tracker, echo):
                         metrics, registration, model)
 
 
+def check_backbones(hypermodel, weights, echo=print):
+    """Load every backbone the space allows with ``weights`` once, before the first trial: a
+    missing weights file fails the search now (WeightsError: which file, where to put it)
+    rather than trial by trial. Keras keeps downloads, so the trials then find them."""
+    if weights is None or "backbone" not in space.allowed(hypermodel.rules, "family"):
+        return
+    names = space.allowed(hypermodel.rules, "backbone")
+    if weights != "imagenet" and len(names) > 1:
+        raise ConfigError(f"--weights {weights}: one weights file fits one backbone, and the "
+                          f"space has {len(names)}; choose one with --backbone NAME")
+    for name in names:
+        entry = backbones.get(name)
+        entry.build((*entry.input_size(hypermodel.input_shape[:2]), 3), weights)
+        keras.backend.clear_session()
+    echo(f"backbone weights ({weights}) ready for {', '.join(names)}")
+
+
 def warm_start(config, dataset, rules) -> list[dict]:
-    """The defaults, then (when the space is not the user's own) a few classic presets that fit
-    the input and the trial budget."""
+    """The defaults; a backbone's defaults when backbones join a search of scratch families;
+    then (when the space is not the user's own) a few classic presets that fit the input and
+    the trial budget."""
     configurations = [{}]
+    families = space.allowed(space.with_defaults(rules), "family")
+    if "backbone" in families and len(families) > 1:
+        configurations.append({"family": "backbone"})
     if config.space or config.preset:
         return configurations
     for name in presets.WARM_START[:min(len(presets.WARM_START), config.max_trials // 4)]:

@@ -12,6 +12,7 @@ once the model is built, and raises `SizingError` at the first layer whose map w
 import math
 from dataclasses import dataclass
 
+from autocnn import backbones
 from autocnn.errors import SizingError
 from autocnn.rules import CLOSED
 
@@ -137,6 +138,18 @@ class SizingOps:
     def dense(self, x, name, units, **_):
         out = Size(None, None, units, x.receptive_field, x.jump)
         return self._add(name, "Dense", out, x.channels * units + units)
+
+    def backbone(self, x, entry, size):
+        """The resizing input layer and the pretrained network as one row each. Strict sizing
+        builds the network once (randomly initialised) for its exact output shape."""
+        self._add("backbone_input", "BackboneInput", Size(*size, 3, 1))
+        if self.strict:
+            shape = backbones.feature_shape(entry.name, tuple(size))
+        else:
+            shape = (*(backbones.feature_side(s) for s in size), entry.features)
+        # Its field covers the whole (resized) image.
+        out = Size(*shape, receptive_field=max(size), jump=math.ceil(max(size) / shape[0]))
+        return self._add("backbone", entry.constructor, out, entry.params)
 
     def add(self, xs, name):
         shapes = {x.shape for x in xs}

@@ -15,11 +15,12 @@ import warnings
 import keras
 import keras_tuner as kt
 
-from autocnn import blocks, sizing
+from autocnn import backbones, blocks, sizing, transfer
 from autocnn import rules as rules_module
 from autocnn.errors import SizingError
 from autocnn.rules import CLOSED, Space
 
+SCRATCH = tuple(blocks.FAMILIES)  # trained from scratch; "backbone" is the other family
 FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
 
 
@@ -32,34 +33,67 @@ def architecture(hp: "Space", ops, num_classes: int):
     """The model's layers through ``ops`` (Keras or sizing); returns the output."""
     x = augmentation(hp, ops, ops.input())
     family = hp.choice("family", list(CLOSED["family"]), "plain")
-    most = max_blocks(ops.input_shape)
-    num_blocks = hp.integer("num_blocks", 1, most, min(2, most))
-    convs = hp.integer("convs_per_block", 1, 3, 1)
-    filters = hp.choice("filters", [16, 32, 64], 32)
-    filter_growth = hp.choice("filter_growth", [1.0, 2.0], 2.0)  # per block; VGG doubles
-    kernel_size = hp.choice("kernel_size", [1, 3, 5, 7], 3)
-    stride = hp.choice("stride", [1, 2], 1)
+    if family == "backbone":
+        with hp.conditional_scope("family", ["backbone"]):
+            x = backbone_features(hp, ops, x)
+        return classifier(hp, ops, x, "relu", 0.0, num_classes)
+    x, activation, l2 = convolutional(hp, ops, x, family)
+    return classifier(hp, ops, x, activation, l2, num_classes)
+
+
+def convolutional(hp: "Space", ops, x, family: str):
+    """A network trained from scratch: blocks of ``family``, downsampling, then pooling or
+    flattening to a vector. Returns it with the activation and L2 factor the head shares.
+
+    keras-tuner cannot nest two conditions on ``family``, so what only some of these families
+    have is declared outside the scope all of them share.
+    """
+    with hp.conditional_scope("family", list(SCRATCH)):
+        most = max_blocks(ops.input_shape)
+        num_blocks = hp.integer("num_blocks", 1, most, min(2, most))
+        convs = hp.integer("convs_per_block", 1, 3, 1)
+        filters = hp.choice("filters", [16, 32, 64], 32)
+        filter_growth = hp.choice("filter_growth", [1.0, 2.0], 2.0)  # per block; VGG doubles
+        kernel_size = hp.choice("kernel_size", [1, 3, 5, 7], 3)
+        stride = hp.choice("stride", [1, 2], 1)
+        batch_norm = hp.boolean("batch_norm", True)
+        activation = hp.choice("activation", ["relu", "elu", "gelu", "swish"], "relu")
+        l2 = hp.choice("l2", [0.0, 1e-5, 1e-4, 1e-3], 0.0)
+        pooling = hp.choice("pooling", list(CLOSED["pooling"]), "max")
+        pool_size = 2
+        if pooling in ("max", "avg"):
+            with hp.conditional_scope("pooling", ["max", "avg"]):
+                # 3 with stride 2 is AlexNet's overlapping pooling.
+                pool_size = hp.choice("pool_size", [2, 3], 2)
     padding = "same"
     if family in FAMILY_PADDING:
         with hp.conditional_scope("family", list(FAMILY_PADDING)):
             padding = hp.choice("padding", list(CLOSED["padding"]), "same")
-    batch_norm = hp.boolean("batch_norm", True)
-    activation = hp.choice("activation", ["relu", "elu", "gelu", "swish"], "relu")
-    l2 = hp.choice("l2", [0.0, 1e-5, 1e-4, 1e-3], 0.0)
     extra = family_hyperparameters(hp, family)
-    pooling = hp.choice("pooling", list(CLOSED["pooling"]), "max")
-    pool_size = 2
-    if pooling in ("max", "avg"):
-        with hp.conditional_scope("pooling", ["max", "avg"]):
-            # 3 with stride 2 is AlexNet's overlapping pooling.
-            pool_size = hp.choice("pool_size", [2, 3], 2)
     for block in range(1, num_blocks + 1):
         block_filters = min(round(filters * filter_growth ** (block - 1)), 512)
         settings = blocks.Settings(block_filters, kernel_size, padding,
                                    stride, convs, batch_norm, activation, l2, extra)
         x = blocks.FAMILIES[family](ops, x, block, settings, last=block == num_blocks)
         x = downsample(ops, x, block, pooling, pool_size, settings)
-    return head(hp, ops, x, family, activation, l2, num_classes)
+    return to_vector(hp, ops, x, family), activation, l2
+
+
+def backbone_features(hp: "Space", ops, x):
+    """A pretrained network, frozen, pooled to a vector; and how to fine-tune it (see
+    `transfer.py`, which reads the fine-tuning hyperparameters when it trains)."""
+    name = hp.choice("backbone", list(CLOSED["backbone"]), backbones.DEFAULT)
+    # Upscaling small images lets the network's features see more than a few pixels.
+    upscale = hp.choice("upscale", [1, 2, 4], 1)
+    pooling = hp.choice("backbone_pooling", list(CLOSED["backbone_pooling"]), "avg")
+    if hp.boolean("fine_tune", False):
+        with hp.conditional_scope("fine_tune", [True]):
+            hp.choice("head_epochs", [1, 2, 3, 5], 3)  # with the backbone frozen, first
+            hp.choice("unfreeze", [0.1, 0.25, 0.5, 1.0], 0.25)  # top fraction of its layers
+            hp.choice("fine_tune_lr_ratio", [0.01, 0.1], 0.1)  # times learning_rate
+    entry = backbones.get(name)
+    x = ops.backbone(x, entry, entry.input_size(ops.input_shape[:2], upscale))
+    return ops.global_pool(x, transfer.FEATURES, pooling)
 
 
 def augmentation(hp, ops, x):
@@ -101,16 +135,19 @@ def downsample(ops, x, block, pooling, pool_size, settings):
     return ops.pool(x, f"b{block}_{pooling}pool", pooling, pool_size, 2)
 
 
-def head(hp, ops, x, family, activation, l2, num_classes):
+def to_vector(hp, ops, x, family):
     kind = "gap"  # Network in Network ends in global average pooling by design
     if family != "nin":
-        with hp.conditional_scope("family", [f for f in blocks.FAMILIES if f != "nin"]):
+        with hp.conditional_scope("family", [f for f in SCRATCH if f != "nin"]):
             kind = hp.choice("head", list(CLOSED["head"]), "flatten")
     if kind == "flatten":
-        x = ops.flatten(x, "flatten")
-    else:
-        pool = "max" if kind == "gmp" else "avg"
-        x = ops.global_pool(x, f"global_{pool}pool", pool)
+        return ops.flatten(x, "flatten")
+    pool = "max" if kind == "gmp" else "avg"
+    return ops.global_pool(x, f"global_{pool}pool", pool)
+
+
+def classifier(hp, ops, x, activation, l2, num_classes):
+    """Up to two hidden dense layers, dropout, and the softmax: shared by every family."""
     dense_units = hp.choice("dense_units", [0, 64, 128, 256], 64)
     second_units = hp.choice("dense_units_2", [0, 64, 128], 0)  # used when dense_units > 0
     if dense_units:
@@ -150,13 +187,15 @@ def size_model(hp: kt.HyperParameters, input_shape, num_classes,
 
 
 def build_model(hp: kt.HyperParameters, input_shape, num_classes: int,
-                max_params: int | None = None, rules: dict | None = None) -> keras.Model:
+                max_params: int | None = None, rules: dict | None = None,
+                weights=None) -> keras.Model:
     """Size the architecture first (SizingError when impossible), then build and compile it.
 
     ``rules``: values fixed, restricted or widened from outside (see `rules.py`).
+    ``weights``: a backbone's, "imagenet", a file's path or None (WeightsError when missing).
     """
     size_model(hp, input_shape, num_classes, max_params, rules)
-    ops = blocks.KerasOps(input_shape)
+    ops = blocks.KerasOps(input_shape, weights)
     space = Space(hp, rules)
     outputs = architecture(space, ops, num_classes)
     model = keras.Model(ops.inputs, outputs, name=f"autocnn_{hp.get('family')}")
@@ -168,37 +207,50 @@ class CNNHyperModel(kt.HyperModel):
 
     An impossible architecture does not raise in `build`: keras-tuner also builds while it
     explores the space (with default values, before any trial), where an exception would end the
-    search. `build` returns a tiny stand-in that carries the reason instead, and `fit` fails the
-    trial with it before any training.
+    search. `build` returns a tiny stand-in that carries the reason instead (the same for
+    backbone weights that cannot be had), and `fit` fails the trial with it before any training.
+
+    Backbones join the space only when the rules ask for them (see `with_defaults`).
+    ``weights``: the backbones' weights; ``feature_cache``: where frozen backbones' features are
+    kept between epochs and trials (None to compute them afresh, as for a benchmark).
     """
 
-    def __init__(self, input_shape, num_classes, max_params=None, rules=None, **kwargs):
+    def __init__(self, input_shape, num_classes, max_params=None, rules=None, weights=None,
+                 feature_cache=transfer.FEATURE_CACHE, **kwargs):
         super().__init__(**kwargs)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.max_params = max_params
-        self.rules = check_rules(dict(rules or {}), self.input_shape)
+        self.rules = check_rules(with_defaults(dict(rules or {})), self.input_shape)
+        self.weights = weights
+        self.feature_cache = feature_cache
 
     def build(self, hp):
         try:
             return build_model(hp, self.input_shape, self.num_classes, self.max_params,
-                               self.rules)
+                               self.rules, self.weights)
         except SizingError as err:
+            return _rejected_model(self.input_shape, self.num_classes,
+                                   f"rejected by sizing: {err}")
+        except backbones.WeightsError as err:
             return _rejected_model(self.input_shape, self.num_classes, str(err))
 
     def fit(self, hp, model, *args, **kwargs):
         if getattr(model, "rejection", None):
-            raise kt.errors.FailedTrialError(f"rejected by sizing: {model.rejection}")
+            raise kt.errors.FailedTrialError(model.rejection)
         batch_size = training_hyperparameters(Space(hp, self.rules))
-        if args and hasattr(args[0], "rebatch"):  # a batched tf.data pipeline
-            args = (args[0].rebatch(batch_size), *args[1:])
-        if hp.get("lr_schedule") == "cosine":
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []),
-                                   cosine_schedule(hp.get("learning_rate"), kwargs["epochs"])]
+        schedule = cosine_schedule if hp.get("lr_schedule") == "cosine" else None
         with warnings.catch_warnings():
             # A rebatched pipeline has no known length, so Keras finds each epoch's end by
             # running out of data, as intended here, and warns about it.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
+            if hp.get("family") == "backbone":
+                return transfer.fit(model, hp, *args, batch_size=batch_size, schedule=schedule,
+                                    cache=self.feature_cache, **kwargs)
+            args = (transfer.rebatch(args[0], batch_size), *args[1:]) if args else args
+            if schedule:
+                kwargs["callbacks"] = [*kwargs.get("callbacks", []),
+                                       schedule(hp.get("learning_rate"), kwargs["epochs"])]
             return super().fit(hp, model, *args, **kwargs)
 
 
@@ -207,10 +259,12 @@ def training_hyperparameters(hp: Space) -> int:
     return hp.choice("batch_size", [16, 32, 64, 128], 32)
 
 
-def cosine_schedule(base: float, epochs: int) -> keras.callbacks.Callback:
-    """Cosine decay of the learning rate from ``base`` towards 0 over ``epochs``."""
+def cosine_schedule(base: float, end: int, start: int = 0) -> keras.callbacks.Callback:
+    """Cosine decay of the learning rate from ``base`` at epoch ``start`` towards 0 at ``end``."""
+    span = max(end - start, 1)
+
     def rate(epoch, _):
-        return base * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
+        return base * 0.5 * (1 + math.cos(math.pi * min(max(epoch - start, 0), span) / span))
 
     return keras.callbacks.LearningRateScheduler(rate)
 
@@ -235,10 +289,12 @@ def explore(rules: dict | None = None, input_shape=(32, 32, 1)) -> list[kt.Hyper
     """
     rules = rules or {}
     explored = []
-    for family in _allowed(rules, "family"):
-        for pooling in _allowed(rules, "pooling"):
+    for family in allowed(rules, "family"):
+        for pooling in allowed(rules, "pooling"):
             hp = kt.HyperParameters()
             hp.values.update({"family": family, "pooling": pooling})
+            if True in allowed(rules, "fine_tune"):  # reach the fine-tuning branch
+                hp.values["fine_tune"] = True
             space = Space(hp, rules)
             architecture(space, sizing.SizingOps(input_shape, strict=False), 2)
             create_optimizer(space)
@@ -247,9 +303,29 @@ def explore(rules: dict | None = None, input_shape=(32, 32, 1)) -> list[kt.Hyper
     return explored
 
 
-def _allowed(rules, name):
-    rule = rules.get(name, list(CLOSED[name]))
+def allowed(rules: dict, name: str) -> list:
+    """The values a closed choice (or a boolean) can take under ``rules``."""
+    rule = rules.get(name, list(CLOSED.get(name, [False, True])))
     return rule if isinstance(rule, list) else [rule]
+
+
+@functools.cache
+def transfer_names() -> tuple[str, ...]:
+    """The hyperparameters only the backbone family has."""
+    scratch = {h.name for hp in explore({"family": list(SCRATCH)}) for h in hp.space}
+    return tuple(name for name in names() if name not in scratch)
+
+
+def with_defaults(rules: dict) -> dict:
+    """``rules``, with the search limited to the families trained from scratch unless they
+    ask for backbones: by naming ``family`` or any hyperparameter of the backbone family.
+
+    Backbones are opt-in because their weights are large downloads and their trials are slow
+    on a CPU; ``--backbone`` on the command line opens them.
+    """
+    if "family" in rules or set(rules) & set(transfer_names()):
+        return rules
+    return {"family": list(SCRATCH), **rules}
 
 
 @functools.cache

@@ -24,9 +24,9 @@ def test_lenet5_is_the_textbook_network():
 def test_every_preset_fixes_the_space_builds_and_trains(name, shape, seed):
     rules = presets.preset(name, shape)
     space.check_rules(rules, shape)
-    assert set(space.names()) - set(rules) <= {"padding", "bottleneck", "growth_rate",
-                                               "compression", "factorize", "width_multiplier",
-                                               "pool_size", "head"}
+    assert set(space.names()) - set(rules) - set(space.transfer_names()) <= {
+        "padding", "bottleneck", "growth_rate", "compression", "factorize", "width_multiplier",
+        "pool_size", "head"}
     hp = kt.HyperParameters()
     sized = space.size_model(hp, shape, 3, rules=rules)
     assert all(isinstance(h, kt.engine.hyperparameters.Fixed) for h in hp.space)

@@ -123,7 +123,7 @@ def test_hypermodel_fails_the_trial_before_training():
     hypermodel = space.CNNHyperModel((8, 8, 1), 10, rules=IMPOSSIBLE_ON_8X8)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)  # keras-tuner also builds while exploring: must not raise
-    assert model.rejection.startswith("b1_conv2")
+    assert model.rejection.startswith("rejected by sizing: b1_conv2")
     with pytest.raises(kt.errors.FailedTrialError, match=r"rejected by sizing: b1_conv2"):
         hypermodel.fit(hp, model, np.zeros((2, 8, 8, 1)), np.zeros(2), epochs=1)
 
@@ -172,7 +172,8 @@ def test_batch_size_is_searched_at_training_time(seed):
     assert hp.get("batch_size") == 16 and len(batches) == 4
 
 
-def test_the_closed_family_list_names_every_block_family():
+def test_the_closed_family_list_names_every_block_family_and_backbone():
     from autocnn import rules
 
-    assert rules.CLOSED["family"] == tuple(blocks.FAMILIES)
+    assert rules.CLOSED["family"] == (*blocks.FAMILIES, "backbone")
+    assert space.SCRATCH == tuple(blocks.FAMILIES)
