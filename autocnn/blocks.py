@@ -112,14 +112,17 @@ class KerasOps:
         return x
 
     def backbone(self, x, entry: backbones.Backbone, size):
-        """``entry``'s network, frozen, on images brought to ``size`` and its preprocessing.
+        """``entry``'s network on images brought to ``size`` and its preprocessing.
 
-        Called with ``training=False``: its batch norm stays in inference mode even when layers
-        are unfrozen for fine-tuning, as the moving statistics learnt on ImageNet would
-        otherwise be overwritten by a few small batches.
+        With weights it is frozen and called with ``training=False``: its batch norm stays in
+        inference mode even when layers are unfrozen for fine-tuning, as a few small batches
+        would otherwise overwrite the statistics learnt on ImageNet. Without weights there is
+        nothing to keep: the whole network trains from scratch.
         """
         x = BackboneInput(entry.name, size, name="backbone_input")(x)
         base = entry.build((*size, 3), self.weights, name="backbone")
+        if self.weights is None:
+            return base(x)
         base.trainable = False
         return base(x, training=False)
 

@@ -221,7 +221,10 @@ class CNNHyperModel(kt.HyperModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.max_params = max_params
-        self.rules = check_rules(with_defaults(dict(rules or {})), self.input_shape)
+        rules = with_defaults(dict(rules or {}))
+        if weights is None and "backbone" in allowed(rules, "family"):
+            rules.setdefault("fine_tune", False)  # a backbone without weights trains whole
+        self.rules = check_rules(rules, self.input_shape)
         self.weights = weights
         self.feature_cache = feature_cache
 

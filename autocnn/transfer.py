@@ -3,13 +3,15 @@
 The model (see `space.backbone_features`) is: augmentation, `blocks.BackboneInput`, the backbone
 (frozen, batch norm in inference mode), global pooling (the layer named `FEATURES`), the head.
 
-Phase 1 trains the head with the backbone frozen. Without augmentation the frozen backbone gives
-every image the same features in every epoch, so they are computed once and kept
-(`FeatureCache`) for every epoch and every trial that shares the backbone, its input size, the
-pooling and the weights; the head then trains on vectors, the classic "extract features, then
-fit a classifier" recipe. Phase 2, when ``fine_tune`` is on, unfreezes the top ``unfreeze``
-fraction of the backbone's layers (batch norm stays frozen), recompiles with the learning rate
-times ``fine_tune_lr_ratio`` and trains the whole model on images from epoch ``head_epochs``.
+A backbone without weights (``--weights none``) has nothing to transfer: it trains whole, from
+scratch, in one phase. With weights, phase 1 trains the head with the backbone frozen. Without
+augmentation the frozen backbone gives every image the same features in every epoch, so they are
+computed once and kept (`FeatureCache`) for every epoch and every trial that shares the backbone,
+its input size, the pooling and the weights; the head then trains on vectors, the classic
+"extract features, then fit a classifier" recipe. Phase 2, when ``fine_tune`` is on, unfreezes
+the top ``unfreeze`` fraction of the backbone's layers (batch norm stays frozen), recompiles
+with the learning rate times ``fine_tune_lr_ratio`` and trains the whole model on images from
+epoch ``head_epochs``.
 """
 
 import collections
@@ -39,9 +41,14 @@ def fit(model, hp, train, *, batch_size: int, epochs: int, validation_data=None,
     ``cache``: a `FeatureCache` for phase 1, or None to run the backbone every epoch.
     ``initial_epoch`` (Hyperband's continuations) may start in either phase.
     """
+    callbacks = list(callbacks)
+    if not pretrained(model):  # random weights: one phase, the whole network trains
+        own = [schedule(hp.get("learning_rate"), epochs, initial_epoch)] if schedule else []
+        return model.fit(rebatch(train, batch_size), validation_data=validation_data,
+                         callbacks=callbacks + own, epochs=epochs, initial_epoch=initial_epoch,
+                         **kwargs)
     fine_tune = hp.get("fine_tune")
     head_epochs = min(hp.get("head_epochs"), epochs) if fine_tune else epochs
-    callbacks = list(callbacks)
     histories = []
     if initial_epoch < head_epochs:
         phase = dict(epochs=head_epochs, initial_epoch=initial_epoch, **kwargs)
@@ -64,6 +71,11 @@ def fit(model, hp, train, *, batch_size: int, epochs: int, validation_data=None,
                                    callbacks=callbacks + own, epochs=epochs, initial_epoch=start,
                                    **kwargs))
     return _joined(histories)
+
+
+def pretrained(model) -> bool:
+    """Whether the backbone came with weights: then it starts frozen (`blocks.KerasOps`)."""
+    return not model.get_layer(BACKBONE).trainable
 
 
 def augmented(model) -> bool:

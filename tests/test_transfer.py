@@ -14,6 +14,18 @@ from autocnn.cli import main
 from autocnn.errors import ConfigError
 
 
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Weights files for two backbones (their random initialisation, saved): loaded from a file,
+    a backbone counts as pretrained and starts frozen, as with ImageNet weights."""
+    folder = tmp_path_factory.mktemp("weights")
+    files = {}
+    for name in ("mobilenet_v2", "mobilenet_v3_small"):
+        files[name] = str(folder / f"{name}.weights.h5")
+        backbones.get(name).build((32, 32, 3), None).save_weights(files[name])
+    return files
+
+
 def backbone_model(name="mobilenet_v3_small", input_shape=(8, 8, 1), classes=3, weights=None,
                    **values):
     hp = kt.HyperParameters()
@@ -37,10 +49,14 @@ def test_every_backbone_builds_trains_one_step_and_predicts(name, seed):
     assert base.count_params() == entry.params
     assert base.input_shape[1:] == (entry.minimum, entry.minimum, 3)
     assert base.output_shape[-1] == entry.features
-    assert not base.trainable_weights  # frozen until fine-tuning
+    assert len(base.trainable_weights) > 0  # without weights it trains whole, from scratch
     # The sizing arithmetic agrees with Keras on the whole model.
     sizing = space.size_model(kt.HyperParameters(), (8, 8, 1), 3, rules=rules)
     assert sizing.params == model.count_params()
+    # One step of phase 1 (the base frozen): a whole backbone's gradients take minutes to
+    # compile on two cores; whole-network training is tested once, on the smallest.
+    base.trainable = False
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     images = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
     history = model.fit(images, np.array([0, 1, 2, 0]), epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -70,8 +86,23 @@ def test_input_size_is_the_minimum_or_upscaled_up_to_native():
     assert backbones.get("inception_v3").input_size((28, 28)) == (75, 75)
 
 
-def test_unfreezing_the_top_fraction_keeps_batch_norm_frozen(seed):
-    model, _, _ = backbone_model("mobilenet_v2")
+def test_a_pretrained_backbone_starts_frozen_and_one_without_weights_trains_whole(weights,
+                                                                                  seed):
+    frozen, hp, _ = backbone_model(weights=weights["mobilenet_v3_small"])
+    assert transfer.pretrained(frozen) and not frozen.get_layer("backbone").trainable_weights
+    whole, hp, rules = backbone_model()
+    assert not transfer.pretrained(whole)
+    kernel = np.array(whole.get_layer("backbone").weights[0])
+    history = transfer.fit(whole, hp, pipeline(), batch_size=8, epochs=1, verbose=0,
+                           cache=transfer.FeatureCache())
+    assert history.epoch == [0]
+    assert not np.array_equal(np.array(whole.get_layer("backbone").weights[0]), kernel)
+    hypermodel = space.CNNHyperModel((8, 8, 1), 3, rules={"family": "backbone"})
+    assert hypermodel.rules["fine_tune"] is False  # nothing to fine-tune without weights
+
+
+def test_unfreezing_the_top_fraction_keeps_batch_norm_frozen(weights, seed):
+    model, _, _ = backbone_model("mobilenet_v2", weights=weights["mobilenet_v2"])
     base = model.get_layer("backbone")
     head_only = len(model.trainable_weights)
     assert head_only == 4  # fc and classifier: kernels and biases
@@ -92,8 +123,9 @@ def test_unfreezing_the_top_fraction_keeps_batch_norm_frozen(seed):
         len(layer.trainable_weights) for layer in convolutions)
 
 
-def test_fine_tuning_trains_the_top_and_leaves_batch_norm_statistics_alone(seed):
-    model, hp, _ = backbone_model("mobilenet_v2", fine_tune=True, head_epochs=1, unfreeze=0.25,
+def test_fine_tuning_trains_the_top_and_leaves_batch_norm_statistics_alone(weights, seed):
+    model, hp, _ = backbone_model("mobilenet_v2", weights=weights["mobilenet_v2"],
+                                  fine_tune=True, head_epochs=1, unfreeze=0.25,
                                   fine_tune_lr_ratio=0.1)
     base = model.get_layer("backbone")
     bn = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -110,8 +142,9 @@ def test_fine_tuning_trains_the_top_and_leaves_batch_norm_statistics_alone(seed)
     assert model.optimizer.learning_rate.numpy() == pytest.approx(hp.get("learning_rate") * 0.1)
 
 
-def test_a_continuation_past_the_head_epochs_goes_straight_to_fine_tuning(seed):
-    model, hp, _ = backbone_model(fine_tune=True, head_epochs=1, unfreeze=0.5)
+def test_a_continuation_past_the_head_epochs_goes_straight_to_fine_tuning(weights, seed):
+    model, hp, _ = backbone_model(weights=weights["mobilenet_v3_small"], fine_tune=True,
+                                  head_epochs=1, unfreeze=0.5)
     history = transfer.fit(model, hp, pipeline(), batch_size=8, epochs=3, initial_epoch=2,
                            cache=None, verbose=0)
     assert history.epoch == [2]
@@ -122,6 +155,9 @@ def test_frozen_features_are_computed_once_and_reused_across_trials(tmp_path, se
     base = backbones.get("mobilenet_v3_small").build((32, 32, 3), None)
     path = str(tmp_path / "small.weights.h5")
     base.save_weights(path)
+    other = str(tmp_path / "other.weights.h5")
+    keras.utils.set_random_seed(99)
+    backbones.get("mobilenet_v3_small").build((32, 32, 3), None).save_weights(other)
     cache = transfer.FeatureCache()
     train, val = pipeline(), pipeline(seed=1)
     model, hp, _ = backbone_model(weights=path)
@@ -141,13 +177,13 @@ def test_frozen_features_are_computed_once_and_reused_across_trials(tmp_path, se
     augmented, hp, _ = backbone_model(weights=path, rotation=0.1)  # fresh images every epoch
     transfer.fit(augmented, hp, train, batch_size=8, epochs=1, cache=cache, verbose=0)
     assert (cache.misses, cache.hits) == (2, 2)
-    random_init, hp, _ = backbone_model()  # other weights: other features
-    transfer.fit(random_init, hp, train, batch_size=8, epochs=1, cache=cache, verbose=0)
+    different, hp, _ = backbone_model(weights=other)  # other weights: other features
+    transfer.fit(different, hp, train, batch_size=8, epochs=1, cache=cache, verbose=0)
     assert cache.misses == 3
 
 
-def test_a_callback_stopping_the_whole_model_stops_the_head(seed):
-    model, hp, _ = backbone_model()
+def test_a_callback_stopping_the_whole_model_stops_the_head(weights, seed):
+    model, hp, _ = backbone_model(weights=weights["mobilenet_v3_small"])
     seen = []
 
     class StopAtOnce(keras.callbacks.Callback):
@@ -250,11 +286,12 @@ def test_explain_shows_the_backbone_model(capsys):
     assert "ResNet50" in out and "23,587,712" in out and "4x4x2048" in out
 
 
-def test_a_search_mixes_scratch_and_backbone_trials(workdir):
+def test_a_search_mixes_scratch_and_backbone_trials(weights, workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
     with pytest.raises(SystemExit) as exit_info:
         main(["search", "--dataset", "digits", "--backbone", "mobilenet_v3_small",
-              "--weights", "none", "--max-trials", "3", "--epochs", "2", "--seed", "5",
+              "--weights", weights["mobilenet_v3_small"], "--max-trials", "3", "--epochs", "2",
+              "--seed", "5",
               "--tracking-uri", uri, "--project", "mixed", "--no-register"])
     assert exit_info.value.code == 0
     client = MlflowClient(uri)
@@ -267,13 +304,14 @@ def test_a_search_mixes_scratch_and_backbone_trials(workdir):
     assert "num_blocks" not in backbone_run.data.params  # the scratch branch is inactive
 
 
-def test_a_registered_backbone_model_loads_back_from_mlflow(workdir):
+def test_a_registered_backbone_model_loads_back_from_mlflow(weights, workdir):
     import mlflow
 
     uri = f"sqlite:///{workdir}/mlflow.db"
     with pytest.raises(SystemExit) as exit_info:
         main(["search", "--dataset", "digits", "--backbone", "mobilenet_v3_small",
-              "--set", "family=backbone", "--weights", "none", "--max-trials", "1",
+              "--set", "family=backbone", "--weights", weights["mobilenet_v3_small"],
+              "--max-trials", "1",
               "--epochs", "1", "--tracking-uri", uri, "--project", "transfer"])
     assert exit_info.value.code == 0
     mlflow.set_tracking_uri(uri)
