@@ -226,4 +226,4 @@ def _as_list(rule):
 
 
 def _listed(values) -> str:
-    return ", ".join(str(v) for v in values)
+    return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
