@@ -105,6 +105,122 @@ def search(no_register, space_file, sets, backbone, **options):
     click.echo(format_summary(result, config))
 
 
+@cli.command(name="evaluate")
+@click.argument("model")
+@click.option("--dataset", default="digits", show_default=True, help=DATASET_HELP)
+@data_options
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test",
+              show_default=True, help="Which split; with the search's --seed, 'test' is the "
+              "split the search held out.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Fixes the split.")
+@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
+              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
+@click.option("--experiment", default="", help="MLflow experiment of the evaluation run "
+              "[default: autocnn-DATASET].")
+@click.option("--no-log", is_flag=True, help="Print the metrics without logging an MLflow run.")
+def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
+    """Evaluate a trained model on a data set: accuracy, precision, recall, F1 (macro, weighted,
+    per class), confusion matrix; logged to MLflow as an 'evaluate' run.
+
+    \b
+    MODEL is models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file.
+    Example:
+      autocnn evaluate models:/autocnn-digits@champion --dataset digits
+    """
+    _quiet_tensorflow()
+    from autocnn import data as data_module
+    from autocnn import evaluate, models, report, stages
+
+    loaded = models.load(model, tracking_uri)
+    config = stages.data_config_for(loaded, make_data_config(**options))
+    dataset = data_module.load(config, echo=click.echo)
+    tracker = None
+    if not no_log:
+        from autocnn.tracking import Tracker
+
+        tracker = Tracker(tracking_uri, experiment or f"autocnn-{data_module.slug(config.dataset)}")
+    result = stages.evaluate_model(loaded, dataset, split, tracker)
+    m = result.metrics
+    click.echo(f"{model} on {dataset.name} ({split} split, {result.count} images)")
+    click.echo("\n".join(report.format_rows(report.metric_rows(m))) + "\n")
+    click.echo(evaluate.format_per_class(m))
+    if result.run_id:
+        click.echo(f"\nlogged to MLflow run {result.run_id} (confusion matrix, per-class table, "
+                   "metrics); `autocnn ui` to look")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many classes to show per image.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
+              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
+def predict(model, images, top_k, fmt, tracking_uri):
+    """Class names and probabilities for image files, or every image in folders.
+
+    Images are converted and resized to the model's input as in training.
+
+    \b
+    MODEL is models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file.
+    Examples:
+      autocnn predict models:/autocnn-pets@champion photo.jpg ~/more-photos/
+      autocnn predict model.keras scan.png --top-k 1 --format json
+    """
+    _quiet_tensorflow()
+    from autocnn import models, stages
+
+    stages.image_files(images)  # a missing file fails before the model loads
+    loaded = models.load(model, tracking_uri)
+    click.echo(stages.format_predictions(stages.predict_images(loaded, images, top_k), fmt))
+
+
+@cli.command()
+@click.option("--experiment", default=None, help="The searches' experiment (with --models: the "
+              "registered model's name) [default: all].")
+@click.option("--models", "kind", flag_value="models", help="Compare registered model versions "
+              "instead of trials.")
+@click.option("--trials", "kind", flag_value="trials", default=True, help="Compare trials "
+              "(the default).")
+@click.option("--metric", default=None, help="Sort by this metric [default: best_val_accuracy "
+              "for trials, test_f1_macro for models].")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
+              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
+def compare(experiment, kind, metric, limit, tracking_uri):
+    """A leaderboard from MLflow: trials (status, score, epochs, time, architecture) or
+    registered model versions (aliases, test metrics, parameters), best first.
+
+    \b
+    Examples:
+      autocnn compare --experiment autocnn-digits
+      autocnn compare --models --metric test_accuracy
+    """
+    from autocnn.tracking import leaderboard
+
+    columns, rows = leaderboard(tracking_uri, experiment, kind, metric)
+    if not rows:
+        click.echo(f"no {kind} yet in {tracking_uri}")
+        return
+    cells = [[_cell(row[c]) for c in columns] for row in rows[:limit]]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(f"{c:<{w}}" for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(f"{v:<{w}}" for v, w in zip(row, widths)).rstrip())
+    if len(rows) > limit:
+        click.echo(f"... {len(rows) - limit} more (--limit)")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value >= 1000 else f"{value:.4f}" if value < 1 else f"{value:.1f}"
+    return str(value)
+
+
 @cli.command()
 @click.option("--input", "input_shape", type=InputShape(), default="32x32x1", show_default=True,
               help="The input the architecture is sized for.")

@@ -31,7 +31,7 @@ def load_folder(folder: str, config: DataConfig, echo=None) -> Loaded:
     class_names = _class_names(layout.get("train", root))
     files = {split: _list_images(path, class_names, split_root=split != "all")
              for split, path in (layout or {"all": root}).items()}
-    info, bad = _check_images([p for paths, _ in files.values() for p in paths], echo)
+    info, bad = check_images([p for paths, _ in files.values() for p in paths], echo)
     if bad and not config.skip_bad_files:
         path, reason = next(iter(bad.items()))
         more = f" ({len(bad)} unreadable files in all)" if len(bad) > 1 else ""
@@ -89,7 +89,7 @@ def _list_images(root: Path, class_names, split_root: bool):
     return paths, labels
 
 
-def _check_images(paths: list[str], echo=None):
+def check_images(paths: list[str], echo=None):
     """({path: ((height, width), PIL mode)} for readable images, {path: reason} for the rest)."""
     info, bad = {}, {}
     started, last = time.monotonic(), time.monotonic()

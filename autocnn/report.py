@@ -3,6 +3,22 @@
 from autocnn import evaluate
 
 
+def metric_rows(m: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """Accuracy, then precision, recall and F1 (macro and weighted), as (label, value) rows."""
+    return [
+        (f"{prefix}accuracy", f"{m['accuracy']:.4f}"),
+        (f"{prefix}precision", f"macro {m['precision_macro']:.4f}, weighted "
+                               f"{m['precision_weighted']:.4f}"),
+        (f"{prefix}recall", f"macro {m['recall_macro']:.4f}, weighted {m['recall_weighted']:.4f}"),
+        (f"{prefix}F1", f"macro {m['f1_macro']:.4f}, weighted {m['f1_weighted']:.4f}"),
+    ]
+
+
+def format_rows(rows) -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
 def format_summary(result, config) -> str:
     """The end-of-search summary: best trial, test metrics, per-class scores, registered model."""
     m = result.metrics
@@ -14,11 +30,7 @@ def format_summary(result, config) -> str:
                        f"{result.best_val_accuracy:.4f})"),
         ("hyperparameters", hps),
         ("retrained", f"{result.retrain_epochs} epochs on train + val"),
-        ("test accuracy", f"{m['accuracy']:.4f}"),
-        ("test precision", f"macro {m['precision_macro']:.4f}, weighted "
-                           f"{m['precision_weighted']:.4f}"),
-        ("test recall", f"macro {m['recall_macro']:.4f}, weighted {m['recall_weighted']:.4f}"),
-        ("test F1", f"macro {m['f1_macro']:.4f}, weighted {m['f1_weighted']:.4f}"),
+        *metric_rows(m, "test "),
         ("MLflow run", result.run_id),
     ]
     reg = result.registration
@@ -31,9 +43,7 @@ def format_summary(result, config) -> str:
             verdict = (f"champion kept ({reg.previous_champion:.4f} >= "
                        f"{m[config.champion_metric]:.4f} on test_{config.champion_metric})")
         rows.append(("registered model", f"{reg.model_uri}, {verdict}"))
-    width = max(len(k) for k, _ in rows)
-    lines = ["", "=" * 72, "Search summary", "=" * 72]
-    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    lines = ["", "=" * 72, "Search summary", "=" * 72, *format_rows(rows)]
     lines += ["", evaluate.format_per_class(m), "",
               "Open the MLflow UI with `autocnn ui` (or `make ui`)."]
     return "\n".join(lines)

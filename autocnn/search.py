@@ -184,16 +184,16 @@ def run_search(config: SearchConfig, echo=print,
         echo(f"skipped {len(dataset.skipped)} unreadable files: {', '.join(dataset.skipped[:5])}"
              + (" ..." if len(dataset.skipped) > 5 else ""))
     keras.utils.set_random_seed(config.seed)
-    tracker.start_search(
+    tracker.start_run(
         f"search-{config.tuner}", params=config.to_dict(),
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"})
     try:
         _log_data(tracker, dataset)
         result = _search_and_retrain(config, dataset, tracker, echo)
     except BaseException:
-        tracker.end_search("FAILED")
+        tracker.end_run("FAILED")
         raise
-    tracker.end_search()
+    tracker.end_run()
     return result
 
 
@@ -245,12 +245,15 @@ def _search_and_retrain(config, dataset, tracker, echo):
     metrics = evaluate.compute_metrics(
         dataset.test.labels, predict_classes(model, test), dataset.class_names)
     _log_evaluation(tracker, metrics, history)
+    tracker.log_metrics(tracker.parent_run_id, {"model_params": model.count_params()})
     registration = None
     if config.register:
         example = next(iter(dataset.pipeline(dataset.test.take(range(5)), 5)))[0].numpy()
         registration = tracker.register_model(
             model, example, config.registered_name,
-            f"test_{config.champion_metric}", metrics[config.champion_metric])
+            f"test_{config.champion_metric}", metrics[config.champion_metric],
+            metadata={"class_names": list(dataset.class_names), "dataset": dataset.name,
+                      "input_shape": list(dataset.input_shape)})
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
                         len(completed), len(trials) - len(completed), best.best_step + 1,
                         metrics, registration, model)

@@ -77,13 +77,13 @@ class Tracker:
             raise TrackingError(f"cannot use tracking URI {tracking_uri!r}: {message}") from None
         self.parent_run_id: str | None = None
 
-    def start_search(self, run_name: str, params: dict, tags: dict) -> str:
+    def start_run(self, run_name: str, params: dict, tags: dict) -> str:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.parent_run_id = run.info.run_id
         self.log_params(self.parent_run_id, params)
         return self.parent_run_id
 
-    def end_search(self, status: str = "FINISHED") -> None:
+    def end_run(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_run_id, status)
 
     def start_trial(self, trial_id: str, params: dict) -> str:
@@ -121,15 +121,18 @@ class Tracker:
     def log_dict(self, data: dict, path: str) -> None:
         self.client.log_dict(self.parent_run_id, data, path)
 
-    def register_model(self, model, x_example, name: str, metric: str,
-                       score: float) -> Registration:
-        """Log ``model`` with the Keras flavor on the parent run, register it, maybe crown it."""
+    def register_model(self, model, x_example, name: str, metric: str, score: float,
+                       metadata: dict | None = None) -> Registration:
+        """Log ``model`` with the Keras flavor on the parent run, register it, maybe crown it.
+
+        ``metadata`` (class names, input shape) goes into the logged model's MLmodel file.
+        """
         from mlflow.models import infer_signature
 
         signature = infer_signature(x_example, model.predict(x_example, verbose=0))
         mlflow.set_tracking_uri(self.tracking_uri)
         log = functools.partial(mlflow.keras.log_model, model, name="model", signature=signature,
-                                registered_model_name=name)
+                                registered_model_name=name, metadata=metadata)
         with mlflow.start_run(run_id=self.parent_run_id):
             try:
                 info = log(input_example=x_example)
@@ -172,3 +175,71 @@ def _is_number(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def leaderboard(tracking_uri: str, experiment: str | None = None, kind: str = "trials",
+                metric: str | None = None) -> tuple[list[str], list[dict]]:
+    """Columns and rows, best first: the trials of ``experiment``'s searches (child runs) or
+    the registered model versions (of the model named ``experiment``, or of all)."""
+    uri, _ = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    if kind == "models":
+        return _model_rows(client, experiment, metric or "test_f1_macro")
+    found = client.get_experiment_by_name(experiment) if experiment else None
+    if experiment and found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise TrackingError(f"no experiment {experiment!r} in {uri}; there are: "
+                            f"{', '.join(names) or 'none'}")
+    experiments = [found] if found else client.search_experiments()
+    metric = metric or "best_val_accuracy"
+    rows = []
+    for run in client.search_runs([e.experiment_id for e in experiments], max_results=5000):
+        params, metrics = run.data.params, run.data.metrics
+        if "trial_id" not in run.data.tags:
+            continue
+        rows.append({"experiment": next(e.name for e in experiments
+                                        if e.experiment_id == run.info.experiment_id),
+                     "trial": int(run.data.tags["trial_id"]) + 1,
+                     "status": run.data.tags.get("status", run.info.status),
+                     metric: metrics.get(metric),
+                     "epochs": None if "best_epoch" not in metrics else int(metrics["best_epoch"]),
+                     "seconds": metrics.get("trial_seconds"),
+                     "family": params.get("family"),
+                     "model": params.get("backbone") or _shape(params),
+                     "run_id": run.info.run_id,
+                     "reason": run.data.tags.get("failure_reason", "")})
+    rows.sort(key=lambda r: (r[metric] is None, -(r[metric] or 0)))
+    columns = ["experiment", "trial", "status", metric, "epochs", "seconds", "family", "model",
+               "run_id", "reason"]
+    return columns, rows
+
+
+def _shape(params: dict) -> str:
+    if "num_blocks" not in params:
+        return ""
+    return (f"{params['num_blocks']}x{params.get('convs_per_block', '?')} blocks, "
+            f"{params.get('filters', '?')} filters, k{params.get('kernel_size', '?')}")
+
+
+def _model_rows(client, name, metric):
+    filter_string = f"name = '{name}'" if name else None
+    rows = []
+    for model in client.search_registered_models(filter_string=filter_string):
+        aliases = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            run = client.get_run(version.run_id)
+            m = run.data.metrics
+            rows.append({"model": f"models:/{model.name}/{version.version}",
+                         "aliases": ",".join(aliases.get(str(version.version), [])),
+                         metric: m.get(metric), "test_accuracy": m.get("test_accuracy"),
+                         "params": None if "model_params" not in m else int(m["model_params"]),
+                         "family": run.data.params.get("best_family"),
+                         "dataset": run.data.params.get("dataset"),
+                         "run_id": version.run_id})
+    if name and not rows:
+        raise TrackingError(f"no registered model {name!r} in {client.tracking_uri}")
+    rows.sort(key=lambda r: (r[metric] is None, -(r[metric] or 0)))
+    return ["model", "aliases", metric, "test_accuracy", "params", "family", "dataset",
+            "run_id"], rows

@@ -16,9 +16,9 @@ def test_champion_moves_only_on_improvement(tmp_path, seed):
     x = keras.random.uniform((3, 4, 4, 1), seed=seed).numpy()
     results = []
     for score in (0.5, 0.4, 0.9):
-        tracker.start_search("search", {}, {})
+        tracker.start_run("search", {}, {})
         results.append(tracker.register_model(tiny_model(), x, "m", "test_f1_macro", score))
-        tracker.end_search()
+        tracker.end_run()
     assert [(r.version, r.champion, r.previous_champion) for r in results] == [
         (1, True, None), (2, False, 0.5), (3, True, 0.5)]
     assert tracker.client.get_model_version_by_alias("m", "champion").version in (3, "3")

@@ -1,0 +1,103 @@
+"""A trained model by reference: ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/...``
+or a ``.keras`` file, with the class names it predicts.
+
+Registered models carry their class names and input shape as MLflow model metadata (see
+`tracking.Tracker.register_model`); a ``.keras`` file carries them in a ``NAME.classes.json``
+beside it (`save`). Files are loaded in Keras's safe mode: a model that would run arbitrary code
+on loading is refused.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from autocnn.errors import ConfigError
+
+URI_SCHEMES = ("models:/", "runs:/")
+
+
+@dataclass
+class LoadedModel:
+    model: object  # a keras.Model
+    class_names: tuple[str, ...]
+    reference: str  # as the user gave it
+    run_id: str | None = None  # the MLflow run that logged it, when there is one
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.model.input_shape[1:])
+
+
+def load(reference: str, tracking_uri: str | None = None) -> LoadedModel:
+    """The model ``reference`` names; ConfigError saying what is wrong when it cannot be had."""
+    import autocnn.blocks  # noqa: F401  (registers autocnn's layers with Keras)
+
+    if reference.startswith(URI_SCHEMES):
+        return _load_logged(reference, tracking_uri)
+    path = Path(reference).expanduser()
+    if path.suffix != ".keras":
+        raise ConfigError(f"{reference}: give models:/NAME@ALIAS, models:/NAME/VERSION, "
+                          "runs:/RUN_ID/model or a .keras file")
+    if not path.is_file():
+        raise ConfigError(f"{reference}: no such model file")
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0]
+        if "safe_mode" in str(err) or "lambda" in str(err).lower():
+            raise ConfigError(f"{reference}: refused, loading it would run arbitrary code "
+                              f"(Keras safe mode): {first}") from None
+        raise ConfigError(f"{reference}: not a Keras model file this Keras can load: "
+                          f"{first}") from None
+    except (OSError, KeyError) as err:
+        raise ConfigError(f"{reference}: not a Keras model file ({err})") from None
+    return LoadedModel(model, _classes_beside(path, model), reference)
+
+
+def _load_logged(reference: str, tracking_uri: str | None) -> LoadedModel:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from autocnn.tracking import resolve_tracking_uri
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri)[0])
+    try:
+        info = mlflow.models.get_model_info(reference)
+        model = mlflow.keras.load_model(reference)
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"{reference}: cannot load it from {mlflow.get_tracking_uri()} "
+                          f"({first}); `autocnn compare` lists what is there") from None
+    metadata = info.metadata or {}
+    names = metadata.get("class_names") or _numbered(model)
+    return LoadedModel(model, tuple(names), reference, info.run_id)
+
+
+def save(loaded_or_model, path, class_names) -> Path:
+    """``model`` as a ``.keras`` file with its class names beside it; the path written."""
+    path = Path(path)
+    model = getattr(loaded_or_model, "model", loaded_or_model)
+    model.save(path)
+    classes_file(path).write_text(json.dumps(list(class_names), indent=1) + "\n")
+    return path
+
+
+def classes_file(path) -> Path:
+    path = Path(path)
+    return path.with_name(f"{path.stem}.classes.json")
+
+
+def _classes_beside(path: Path, model) -> tuple[str, ...]:
+    file = classes_file(path)
+    if file.is_file():
+        names = json.loads(file.read_text())
+        if len(names) == model.output_shape[-1]:
+            return tuple(str(n) for n in names)
+    return _numbered(model)
+
+
+def _numbered(model) -> tuple[str, ...]:
+    return tuple(str(i) for i in range(model.output_shape[-1]))

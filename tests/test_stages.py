@@ -1,0 +1,155 @@
+"""The stages after a search, through the real CLI: evaluate, predict, compare; loading models."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import write_images
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from autocnn import models
+from autocnn.cli import main
+from autocnn.errors import ConfigError
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """A digits model searched, registered as 'stages', and a few digit images as PNG files."""
+    folder = tmp_path_factory.mktemp("stages")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--dataset", "digits", "--max-trials", "1", "--epochs", "3",
+              "--seed", "7", "--tracking-uri", uri, "--tuner-dir", str(folder / "tuner"),
+              "--project", "stages"])
+    assert exit_info.value.code == 0
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = folder / "images"
+    images.mkdir()
+    for i in range(6):
+        pixels = (digits.images[i] * 255 / 16).astype("uint8")
+        Image.fromarray(pixels).save(images / f"digit{digits.target[i]}_{i}.png")
+    client = MlflowClient(uri)
+    version = client.get_model_version_by_alias("stages", "champion")
+    return folder, uri, client.get_run(version.run_id)
+
+
+def test_evaluate_reproduces_the_search_test_metrics_and_logs_a_run(registered, capsys):
+    folder, uri, search_run = registered
+    code, out, _ = run(["evaluate", "models:/stages@champion", "--dataset", "digits",
+                        "--seed", "7", "--tracking-uri", uri, "--experiment", "stages"], capsys)
+    assert code == 0
+    accuracy = search_run.data.metrics["test_accuracy"]
+    assert f"accuracy   {accuracy:.4f}" in out  # the same held-out split as the search's
+    assert "digits (test split, 360 images)" in out and "class  precision" in out
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("stages").experiment_id],
+                              filter_string="tags.`autocnn.stage` = 'evaluate'")
+    assert len(runs) == 1
+    assert runs[0].data.metrics["test_accuracy"] == pytest.approx(accuracy)
+    assert runs[0].data.params["model"] == "models:/stages@champion"
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
+    assert "plots/confusion_matrix.png" in artifacts
+
+
+def test_a_keras_file_keeps_its_class_names_beside_it(registered, tmp_path, capsys):
+    _, uri, _ = registered
+    loaded = models.load("models:/stages/1", uri)
+    assert loaded.class_names == tuple(str(i) for i in range(10))
+    path = models.save(loaded, tmp_path / "named.keras", [f"digit-{i}" for i in range(10)])
+    assert models.load(str(path)).class_names[3] == "digit-3"
+    code, _, err = run(["evaluate", str(path), "--dataset", "digits", "--no-log"], capsys)
+    assert code == 2 and "digits has classes the model does not know (0, 1, 2" in err
+    path = models.save(loaded, tmp_path / "digits.keras", [str(i) for i in range(10)])
+    code, out, _ = run(["evaluate", str(path), "--dataset", "digits", "--split", "val",
+                        "--no-log"], capsys)
+    assert code == 0 and "(val split, 288 images)" in out
+    assert "logged to MLflow" not in out
+
+
+def test_predict_prints_the_top_classes_of_every_image_in_a_folder(registered, capsys):
+    folder, uri, _ = registered
+    code, out, _ = run(["predict", "models:/stages@champion", str(folder / "images"),
+                        "--tracking-uri", uri], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("image") and len(lines) == 7
+    correct = sum(line.split()[1] == line.split("digit")[1][0] for line in lines[1:])
+    assert correct >= 4  # a three-epoch model reads most of these digits
+    code, out, _ = run(["predict", "models:/stages@champion", str(folder / "images"),
+                        "--top-k", "2", "--format", "json", "--tracking-uri", uri], capsys)
+    records = json.loads(out)
+    assert len(records) == 6 and all(len(r["predictions"]) == 2 for r in records)
+    probabilities = [p["probability"] for p in records[0]["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
+    code, out, _ = run(["predict", "models:/stages@champion", str(folder / "images" /
+                        "digit0_0.png"), "--format", "csv", "--top-k", "3",
+                        "--tracking-uri", uri], capsys)
+    assert out.strip().splitlines()[0] == "path,rank,class,probability"
+    assert len(out.strip().splitlines()) == 4
+
+
+def test_compare_lists_trials_and_registered_versions(registered, capsys):
+    _, uri, _ = registered
+    code, out, _ = run(["compare", "--experiment", "stages", "--tracking-uri", uri], capsys)
+    assert code == 0
+    header, first = out.splitlines()[:2]
+    assert header.split()[:4] == ["experiment", "trial", "status", "best_val_accuracy"]
+    assert first.split()[:3] == ["stages", "1", "COMPLETED"]
+    code, out, _ = run(["compare", "--models", "--tracking-uri", uri], capsys)
+    assert code == 0
+    row = out.splitlines()[1].split()
+    assert row[:2] == ["models:/stages/1", "champion"]
+    assert int(row[4].replace(",", "")) > 1000  # the model's parameters
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "models:/missing@champion"], "models:/missing@champion: cannot load it from"),
+    (["evaluate", "model.h5"], "model.h5: give models:/NAME@ALIAS, models:/NAME/VERSION"),
+    (["evaluate", "gone.keras"], "gone.keras: no such model file"),
+    (["predict", "gone.keras", "nothing.png"], "nothing.png: no such file or folder"),
+    (["compare", "--experiment", "nope"], "no experiment 'nope' in sqlite:///"),
+])
+def test_bad_references_are_one_line_errors(args, message, workdir, capsys):
+    code, _, err = run(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_evaluating_on_data_with_other_classes_is_a_clear_error(registered, tmp_path, capsys):
+    _, uri, _ = registered
+    for name in ("cat", "dog", "fox"):
+        write_images(tmp_path / "pets" / name, 10, size=(8, 8))
+    code, _, err = run(["evaluate", "models:/stages@champion", "--dataset",
+                        str(tmp_path / "pets"), "--tracking-uri", uri, "--no-log"], capsys)
+    assert code == 2
+    assert f"the model predicts 10 classes and {tmp_path / 'pets'} has 3" in err
+
+
+def test_predict_names_an_unreadable_image(registered, tmp_path, capsys):
+    _, uri, _ = registered
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    code, _, err = run(["predict", "models:/stages@champion", str(tmp_path / "broken.png"),
+                        "--tracking-uri", uri], capsys)
+    assert code == 2 and "broken.png: cannot read this image" in err
+
+
+def test_a_model_that_would_run_code_on_loading_is_refused(tmp_path):
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ConfigError, match="refused, loading it would run arbitrary code"):
+        models.load(str(path))
+    np.testing.assert_equal(models.classes_file(path).name, "lambda.classes.json")
