@@ -8,6 +8,7 @@ import os
 import sys
 
 import click
+import numpy as np
 
 from autocnn import __version__
 from autocnn.config import (
@@ -175,6 +176,57 @@ def predict(model, images, top_k, fmt, tracking_uri):
     stages.image_files(images)  # a missing file fails before the model loads
     loaded = models.load(model, tracking_uri)
     click.echo(stages.format_predictions(stages.predict_images(loaded, images, top_k), fmt))
+
+
+@cli.command(name="export")
+@click.argument("model")
+@click.option("--format", "fmt", type=click.Choice(["keras", "savedmodel", "tflite", "onnx"]),
+              required=True, help="keras (.keras file), savedmodel (TensorFlow Serving), tflite "
+              "(LiteRT, for phones and edge devices) or onnx (needs tf2onnx and onnx).")
+@click.option("--output", required=True, type=click.Path(), help="File or folder to write "
+              "(class names go beside it, in NAME.classes.json).")
+@click.option("--dataset", default=None, help="Images to check the export on [default: the "
+              "data set the model was trained on, when recorded].")
+@click.option("--check-images", type=click.IntRange(min=1), default=256, show_default=True,
+              help="How many test images the check runs on.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Largest allowed difference of any class probability.")
+@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
+              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
+def export_command(model, fmt, output, dataset, check_images, tolerance, tracking_uri):
+    """Export a model for serving, then check that the export predicts what the model does.
+
+    The exported model and the Keras model both run on test images of the data set; the command
+    reports the largest difference in any class probability and how often the top class
+    agrees, and fails (exit 1) when the difference exceeds --tolerance.
+
+    \b
+    MODEL is models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file.
+    Examples:
+      autocnn export models:/autocnn-digits@champion --format tflite --output digits.tflite
+      autocnn export model.keras --format savedmodel --output serving/digits --dataset digits
+    """
+    _quiet_tensorflow()
+    from autocnn import data as data_module
+    from autocnn import export, models, stages
+
+    loaded = models.load(model, tracking_uri)
+    dataset = dataset or loaded.dataset
+    if not dataset:
+        raise click.UsageError("the model does not record its data set: pass --dataset to "
+                               "check the export on")
+    config = stages.data_config_for(loaded, DataConfig(dataset=dataset))
+    loaded_data = data_module.load(config, echo=click.echo)
+    test = loaded_data.test.take(range(min(check_images, len(loaded_data.test))))
+    images = np.concatenate([x.numpy() for x, _ in loaded_data.pipeline(test, 256)])
+    path = export.export(loaded, fmt, output)
+    result = export.check(loaded, fmt, path, images, tolerance)
+    click.echo(f"exported {model} as {fmt} to {path}")
+    click.echo(f"checked on {result.images} {dataset} test images: largest probability "
+               f"difference {result.max_difference:.2e} (tolerance {tolerance:.0e}), top class "
+               f"agrees on {result.agreement:.1%}")
+    if not result.passed:
+        raise click.ClickException("the export does not predict what the model does")
 
 
 @cli.command()

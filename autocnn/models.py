@@ -22,6 +22,7 @@ class LoadedModel:
     class_names: tuple[str, ...]
     reference: str  # as the user gave it
     run_id: str | None = None  # the MLflow run that logged it, when there is one
+    dataset: str | None = None  # the data set it was trained on, when recorded
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -73,7 +74,7 @@ def _load_logged(reference: str, tracking_uri: str | None) -> LoadedModel:
                           f"({first}); `autocnn compare` lists what is there") from None
     metadata = info.metadata or {}
     names = metadata.get("class_names") or _numbered(model)
-    return LoadedModel(model, tuple(names), reference, info.run_id)
+    return LoadedModel(model, tuple(names), reference, info.run_id, metadata.get("dataset"))
 
 
 def save(loaded_or_model, path, class_names) -> Path:
@@ -81,8 +82,15 @@ def save(loaded_or_model, path, class_names) -> Path:
     path = Path(path)
     model = getattr(loaded_or_model, "model", loaded_or_model)
     model.save(path)
-    classes_file(path).write_text(json.dumps(list(class_names), indent=1) + "\n")
+    write_classes(path, class_names)
     return path
+
+
+def write_classes(path, class_names) -> Path:
+    """The class names, in output order, as JSON beside the model at ``path``."""
+    file = classes_file(path)
+    file.write_text(json.dumps(list(class_names), indent=1) + "\n")
+    return file
 
 
 def classes_file(path) -> Path:

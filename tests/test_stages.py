@@ -153,3 +153,29 @@ def test_a_model_that_would_run_code_on_loading_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="refused, loading it would run arbitrary code"):
         models.load(str(path))
     np.testing.assert_equal(models.classes_file(path).name, "lambda.classes.json")
+
+
+@pytest.mark.parametrize("fmt, name", [("keras", "digits.keras"), ("savedmodel", "digits_sm"),
+                                       ("tflite", "digits.tflite")])
+def test_export_round_trips_and_checks_the_predictions(fmt, name, registered, tmp_path, capsys):
+    _, uri, _ = registered
+    output = tmp_path / name
+    code, out, _ = run(["export", "models:/stages@champion", "--format", fmt, "--output",
+                        str(output), "--check-images", "64", "--tracking-uri", uri], capsys)
+    assert code == 0, out
+    assert output.exists() and models.classes_file(output).exists()
+    assert "checked on 64 digits test images" in out and "top class agrees on 100.0%" in out
+    difference = float(out.split("largest probability difference ")[1].split()[0])
+    assert difference <= 1e-4
+
+
+def test_export_to_onnx_needs_its_converter(registered, tmp_path, capsys):
+    import importlib.util
+
+    _, uri, _ = registered
+    code, out, err = run(["export", "models:/stages@champion", "--format", "onnx", "--output",
+                          str(tmp_path / "digits.onnx"), "--tracking-uri", uri], capsys)
+    if importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("onnxruntime"):
+        assert code == 0 and "top class agrees on 100.0%" in out
+    else:
+        assert code == 2 and "ONNX needs the package(s)" in err
