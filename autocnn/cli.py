@@ -8,9 +8,8 @@ import os
 import sys
 
 import click
-import numpy as np
 
-from autocnn import __version__
+from autocnn import __version__, stage_commands
 from autocnn.config import (
     CHAMPION_METRICS,
     DEFAULT_TRACKING_URI,
@@ -29,6 +28,7 @@ from autocnn.options import (
     data_options,
     make_data_config,
     make_rules,
+    quiet_tensorflow,
     space_options,
 )
 
@@ -95,7 +95,7 @@ def search(no_register, space_file, sets, backbone, **options):
         settings.update(tuner="random", max_trials=1)  # one fixed configuration: one trial
     config = SearchConfig(data=data_config, register=not no_register, preset=preset_name,
                           space=make_rules(space_file, sets, backbone), **settings)
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from autocnn import data as data_module
 
     dataset = data_module.load(data_config, echo=click.echo)  # bad data fails before the search
@@ -104,173 +104,6 @@ def search(no_register, space_file, sets, backbone, **options):
 
     result = run_search(config, echo=click.echo, dataset=dataset)
     click.echo(format_summary(result, config))
-
-
-@cli.command(name="evaluate")
-@click.argument("model")
-@click.option("--dataset", default="digits", show_default=True, help=DATASET_HELP)
-@data_options
-@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test",
-              show_default=True, help="Which split; with the search's --seed, 'test' is the "
-              "split the search held out.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Fixes the split.")
-@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
-              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
-@click.option("--experiment", default="", help="MLflow experiment of the evaluation run "
-              "[default: autocnn-DATASET].")
-@click.option("--no-log", is_flag=True, help="Print the metrics without logging an MLflow run.")
-def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
-    """Evaluate a trained model on a data set: accuracy, precision, recall, F1 (macro, weighted,
-    per class), confusion matrix; logged to MLflow as an 'evaluate' run.
-
-    \b
-    MODEL is models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file.
-    Example:
-      autocnn evaluate models:/autocnn-digits@champion --dataset digits
-    """
-    _quiet_tensorflow()
-    from autocnn import data as data_module
-    from autocnn import evaluate, models, report, stages
-
-    loaded = models.load(model, tracking_uri)
-    config = stages.data_config_for(loaded, make_data_config(**options))
-    dataset = data_module.load(config, echo=click.echo)
-    tracker = None
-    if not no_log:
-        from autocnn.tracking import Tracker
-
-        tracker = Tracker(tracking_uri, experiment or f"autocnn-{data_module.slug(config.dataset)}")
-    result = stages.evaluate_model(loaded, dataset, split, tracker)
-    m = result.metrics
-    click.echo(f"{model} on {dataset.name} ({split} split, {result.count} images)")
-    click.echo("\n".join(report.format_rows(report.metric_rows(m))) + "\n")
-    click.echo(evaluate.format_per_class(m))
-    if result.run_id:
-        click.echo(f"\nlogged to MLflow run {result.run_id} (confusion matrix, per-class table, "
-                   "metrics); `autocnn ui` to look")
-
-
-@cli.command()
-@click.argument("model")
-@click.argument("images", nargs=-1, required=True)
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="How many classes to show per image.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True)
-@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
-              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
-def predict(model, images, top_k, fmt, tracking_uri):
-    """Class names and probabilities for image files, or every image in folders.
-
-    Images are converted and resized to the model's input as in training.
-
-    \b
-    MODEL is models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file.
-    Examples:
-      autocnn predict models:/autocnn-pets@champion photo.jpg ~/more-photos/
-      autocnn predict model.keras scan.png --top-k 1 --format json
-    """
-    _quiet_tensorflow()
-    from autocnn import models, stages
-
-    stages.image_files(images)  # a missing file fails before the model loads
-    loaded = models.load(model, tracking_uri)
-    click.echo(stages.format_predictions(stages.predict_images(loaded, images, top_k), fmt))
-
-
-@cli.command(name="export")
-@click.argument("model")
-@click.option("--format", "fmt", type=click.Choice(["keras", "savedmodel", "tflite", "onnx"]),
-              required=True, help="keras (.keras file), savedmodel (TensorFlow Serving), tflite "
-              "(LiteRT, for phones and edge devices) or onnx (needs tf2onnx and onnx).")
-@click.option("--output", required=True, type=click.Path(), help="File or folder to write "
-              "(class names go beside it, in NAME.classes.json).")
-@click.option("--dataset", default=None, help="Images to check the export on [default: the "
-              "data set the model was trained on, when recorded].")
-@click.option("--check-images", type=click.IntRange(min=1), default=256, show_default=True,
-              help="How many test images the check runs on.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Largest allowed difference of any class probability.")
-@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
-              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
-def export_command(model, fmt, output, dataset, check_images, tolerance, tracking_uri):
-    """Export a model for serving, then check that the export predicts what the model does.
-
-    The exported model and the Keras model both run on test images of the data set; the command
-    reports the largest difference in any class probability and how often the top class
-    agrees, and fails (exit 1) when the difference exceeds --tolerance.
-
-    \b
-    MODEL is models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file.
-    Examples:
-      autocnn export models:/autocnn-digits@champion --format tflite --output digits.tflite
-      autocnn export model.keras --format savedmodel --output serving/digits --dataset digits
-    """
-    _quiet_tensorflow()
-    from autocnn import data as data_module
-    from autocnn import export, models, stages
-
-    loaded = models.load(model, tracking_uri)
-    dataset = dataset or loaded.dataset
-    if not dataset:
-        raise click.UsageError("the model does not record its data set: pass --dataset to "
-                               "check the export on")
-    config = stages.data_config_for(loaded, DataConfig(dataset=dataset))
-    loaded_data = data_module.load(config, echo=click.echo)
-    test = loaded_data.test.take(range(min(check_images, len(loaded_data.test))))
-    images = np.concatenate([x.numpy() for x, _ in loaded_data.pipeline(test, 256)])
-    path = export.export(loaded, fmt, output)
-    result = export.check(loaded, fmt, path, images, tolerance)
-    click.echo(f"exported {model} as {fmt} to {path}")
-    click.echo(f"checked on {result.images} {dataset} test images: largest probability "
-               f"difference {result.max_difference:.2e} (tolerance {tolerance:.0e}), top class "
-               f"agrees on {result.agreement:.1%}")
-    if not result.passed:
-        raise click.ClickException("the export does not predict what the model does")
-
-
-@cli.command()
-@click.option("--experiment", default=None, help="The searches' experiment (with --models: the "
-              "registered model's name) [default: all].")
-@click.option("--models", "kind", flag_value="models", help="Compare registered model versions "
-              "instead of trials.")
-@click.option("--trials", "kind", flag_value="trials", default=True, help="Compare trials "
-              "(the default).")
-@click.option("--metric", default=None, help="Sort by this metric [default: best_val_accuracy "
-              "for trials, test_f1_macro for models].")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
-              envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
-def compare(experiment, kind, metric, limit, tracking_uri):
-    """A leaderboard from MLflow: trials (status, score, epochs, time, architecture) or
-    registered model versions (aliases, test metrics, parameters), best first.
-
-    \b
-    Examples:
-      autocnn compare --experiment autocnn-digits
-      autocnn compare --models --metric test_accuracy
-    """
-    from autocnn.tracking import leaderboard
-
-    columns, rows = leaderboard(tracking_uri, experiment, kind, metric)
-    if not rows:
-        click.echo(f"no {kind} yet in {tracking_uri}")
-        return
-    cells = [[_cell(row[c]) for c in columns] for row in rows[:limit]]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    click.echo("  ".join(f"{c:<{w}}" for c, w in zip(columns, widths)).rstrip())
-    for row in cells:
-        click.echo("  ".join(f"{v:<{w}}" for v, w in zip(row, widths)).rstrip())
-    if len(rows) > limit:
-        click.echo(f"... {len(rows) - limit} more (--limit)")
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if value >= 1000 else f"{value:.4f}" if value < 1 else f"{value:.1f}"
-    return str(value)
 
 
 @cli.command()
@@ -290,7 +123,7 @@ def explain(input_shape, classes, space_file, sets, backbone):
       autocnn explain --input 28x28x1 --set family=residual --set num_blocks=3
       autocnn explain --input 28x28x1 --backbone resnet50 --set upscale=4
     """
-    _quiet_tensorflow()
+    quiet_tensorflow()
     import keras_tuner as kt
 
     from autocnn import sizing, space
@@ -326,7 +159,7 @@ def show(input_shape, space_file, sets, backbone):
       autocnn space show --space my_space.yaml --input 28x28x1
       autocnn space show --backbone all
     """
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from autocnn import rules as rules_module
     from autocnn import space
 
@@ -388,7 +221,7 @@ def inspect(dataset, output, **options):
       autocnn data inspect ~/pictures/pets/ --image-size 64x64 --skip-bad-files
     """
     config = make_data_config(dataset=dataset, **options)
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from autocnn import data as data_module
     from autocnn import inspection
 
@@ -418,8 +251,8 @@ def ui(tracking_uri, port, host):
     os.execv(sys.executable, command)
 
 
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ start-up notices
+for _command in stage_commands.COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv=None):

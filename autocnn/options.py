@@ -1,5 +1,7 @@
 """Options and parameter types the commands share: data, search space, backbones."""
 
+import os
+
 import click
 
 from autocnn.config import CACHES, DataConfig
@@ -134,3 +136,7 @@ WEIGHTS_HELP = ("Backbone weights: imagenet (downloaded once by Keras into ~/.ke
                 "none (random initialisation) or the path of a weights file.")
 
 
+
+
+def quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ start-up notices
