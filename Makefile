@@ -6,10 +6,10 @@ INSTALLED := $(VENV)/.installed
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint ui clean clean-runs
+.PHONY: help install demo fashion-mnist test lint ui clean clean-runs
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,11 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED) ## Create .venv and install autocnn with its test tools
 
-demo: $(INSTALLED) ## Search a CNN for the embedded digits set, evaluate and register it in mlruns/
-	$(BIN)/autocnn search --dataset digits --tuner bayesian --max-trials 10 --epochs 15 --overwrite
+demo: $(INSTALLED) ## Run pipelines/digits.yaml: search, evaluate, register, export (digits)
+	$(BIN)/autocnn run pipelines/digits.yaml
+
+fashion-mnist: $(INSTALLED) ## Run pipelines/fashion_mnist.yaml: the full Fashion-MNIST job
+	$(BIN)/autocnn run pipelines/fashion_mnist.yaml
 
 test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
 	$(BIN)/python -m pytest

@@ -28,6 +28,7 @@ from autocnn.options import (
     data_options,
     make_data_config,
     make_rules,
+    parse_sets,
     quiet_tensorflow,
     space_options,
 )
@@ -104,6 +105,32 @@ def search(no_register, space_file, sets, backbone, **options):
 
     result = run_search(config, echo=click.echo, dataset=dataset)
     click.echo(format_summary(result, config))
+    return {"model": result.registration.model_uri if result.registration else None,
+            "run_id": result.run_id, "tracking_uri": config.tracking_uri}
+
+
+@cli.command(name="run")
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, callback=parse_sets,
+              help="Override the file: data.path=..., settings.seed=..., or STAGE.OPTION=... "
+                   "(search.max_trials=3). Repeatable.")
+@click.option("--rerun", is_flag=True, help="Run every stage again, even those finished before.")
+def run_command(pipeline, sets, rerun):
+    """Run a pipeline file: its stages (search, evaluate, predict, export) in order, each
+    stage's model passed to the next; finished stages are skipped when it runs again.
+
+    \b
+    Examples:
+      autocnn run pipelines/digits.yaml
+      autocnn run pipelines/transfer_folder.yaml --set data.path=~/pictures/pets/
+    """
+    quiet_tensorflow()
+    from autocnn import pipelines
+
+    spec = pipelines.load(pipeline, sets)
+    commands = {"search": search, **{c.name: c for c in stage_commands.COMMANDS}}
+    results = pipelines.run(spec, commands, echo=click.echo, rerun=rerun)
+    click.echo(f"pipeline {spec['name']}: {len(results)} stages done")
 
 
 @cli.command()

@@ -55,6 +55,7 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
     if result.run_id:
         click.echo(f"\nlogged to MLflow run {result.run_id} (confusion matrix, per-class table, "
                    "metrics); `autocnn ui` to look")
+    return {"evaluation_run_id": result.run_id, "accuracy": m["accuracy"]}
 
 
 @click.command()
@@ -134,6 +135,7 @@ def export_command(model, fmt, output, dataset, check_images, tolerance, trackin
                f"agrees on {result.agreement:.1%}")
     if not result.passed:
         raise click.ClickException("the export does not predict what the model does")
+    return {"path": str(path)}
 
 
 @click.command()

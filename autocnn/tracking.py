@@ -177,6 +177,11 @@ def _is_number(value) -> bool:
     return True
 
 
+def log_text(tracking_uri: str, run_id: str, text: str, path: str) -> None:
+    """``text`` as an artifact of an existing run."""
+    MlflowClient(resolve_tracking_uri(tracking_uri)[0]).log_text(run_id, text, path)
+
+
 def leaderboard(tracking_uri: str, experiment: str | None = None, kind: str = "trials",
                 metric: str | None = None) -> tuple[list[str], list[dict]]:
     """Columns and rows, best first: the trials of ``experiment``'s searches (child runs) or
