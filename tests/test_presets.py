@@ -67,7 +67,7 @@ def test_a_search_tries_presets_after_the_defaults(tmp_path):
 
 
 def test_nearest_snaps_a_preset_onto_the_space():
-    from autocnn.search import nearest
+    from autocnn.tuners import nearest
 
     hps = kt.engine.hyperparameters
     assert nearest(hps.Choice("filters", [16, 32, 64]), 6) == 16
