@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo fashion-mnist test lint ui clean clean-runs
+.PHONY: help install demo fashion-mnist test bench lint ui clean clean-runs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ fashion-mnist: $(INSTALLED) ## Run pipelines/fashion_mnist.yaml: the full Fashio
 
 test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
 	$(BIN)/python -m pytest
+
+bench: $(INSTALLED) ## Run the benchmarks (frozen-feature cache; folder loading at 20,000 images)
+	$(BIN)/python benchmarks/transfer_features.py
+	$(BIN)/python benchmarks/folder_loading.py --images 20000
 
 lint: $(INSTALLED) ## Check the code with ruff
 	$(BIN)/ruff check autocnn tests benchmarks

@@ -75,10 +75,14 @@ def cli():
 @click.option("--champion-metric", type=click.Choice(CHAMPION_METRICS), default="f1_macro",
               show_default=True, help="Test metric that decides whether a new model becomes "
               "the 'champion' alias.")
+@click.option("--no-retrain", is_flag=True, help="Keep the best trial's own model (trained on "
+              "train, at its best epoch) instead of retraining on train + val.")
+@click.option("--no-evaluate", is_flag=True, help="Skip the test-split evaluation (and so the "
+              "registration, which needs its score).")
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "
               "register it in the MLflow model registry.")
 @click.option("-v", "--verbose", count=True, help="Show Keras's per-epoch progress.")
-def search(no_register, space_file, sets, backbone, **options):
+def search(no_retrain, no_evaluate, no_register, space_file, sets, backbone, **options):
     """Search for a CNN, retrain the best, evaluate it on the test split, register it.
 
     \b
@@ -94,7 +98,8 @@ def search(no_register, space_file, sets, backbone, **options):
     if preset_name:
         preset(preset_name, (32, 32, 1))  # an unknown name fails now, before the data loads
         settings.update(tuner="random", max_trials=1)  # one fixed configuration: one trial
-    config = SearchConfig(data=data_config, register=not no_register, preset=preset_name,
+    config = SearchConfig(data=data_config, retrain=not no_retrain, evaluate=not no_evaluate,
+                          register=not (no_register or no_evaluate), preset=preset_name,
                           space=make_rules(space_file, sets, backbone), **settings)
     quiet_tensorflow()
     from autocnn import data as data_module

@@ -56,7 +56,9 @@ class SearchConfig:
     model_name: str = ""  # registered model name; "" means the project name
     champion_metric: str = "f1_macro"  # one of CHAMPION_METRICS
     weights: str = "imagenet"  # pretrained backbones': "imagenet", "none" or a file's path
-    register: bool = True  # log and register the retrained best model
+    retrain: bool = True  # retrain the best configuration on train + val (else keep its model)
+    evaluate: bool = True  # evaluate the final model on the test split
+    register: bool = True  # log and register the final model (needs the evaluation)
     verbose: int = 0  # 1 shows Keras's per-epoch progress
 
     def __post_init__(self):

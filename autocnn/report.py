@@ -29,8 +29,9 @@ def format_summary(result, config) -> str:
         ("best trial", f"{int(result.best_trial_id) + 1} (val_accuracy "
                        f"{result.best_val_accuracy:.4f})"),
         ("hyperparameters", hps),
-        ("retrained", f"{result.retrain_epochs} epochs on train + val"),
-        *metric_rows(m, "test "),
+        ("retrained", f"{result.retrain_epochs} epochs on train + val" if result.retrain_epochs
+         else "no: the best trial's model, trained on train (--no-retrain)"),
+        *(metric_rows(m, "test ") if m else [("test split", "not evaluated (--no-evaluate)")]),
         ("MLflow run", result.run_id),
     ]
     reg = result.registration
@@ -44,6 +45,7 @@ def format_summary(result, config) -> str:
                        f"{m[config.champion_metric]:.4f} on test_{config.champion_metric})")
         rows.append(("registered model", f"{reg.model_uri}, {verdict}"))
     lines = ["", "=" * 72, "Search summary", "=" * 72, *format_rows(rows)]
-    lines += ["", evaluate.format_per_class(m), "",
-              "Open the MLflow UI with `autocnn ui` (or `make ui`)."]
+    if m:
+        lines += ["", evaluate.format_per_class(m)]
+    lines += ["", "Open the MLflow UI with `autocnn ui` (or `make ui`)."]
     return "\n".join(lines)

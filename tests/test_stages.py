@@ -179,3 +179,22 @@ def test_export_to_onnx_needs_its_converter(registered, tmp_path, capsys):
         assert code == 0 and "top class agrees on 100.0%" in out
     else:
         assert code == 2 and "ONNX needs the package(s)" in err
+
+
+def test_search_stages_can_be_turned_off_and_the_summary_is_logged(workdir, capsys):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    code, out, _ = run(["search", "--dataset", "digits", "--max-trials", "1", "--epochs", "1",
+                        "--no-retrain", "--no-evaluate", "--tracking-uri", uri,
+                        "--project", "partial"], capsys)
+    assert code == 0
+    assert "no: the best trial's model, trained on train (--no-retrain)" in out
+    assert "not evaluated (--no-evaluate)" in out and "registered model" not in out
+    client = MlflowClient(uri)
+    parent = next(r for r in client.search_runs(
+        [client.get_experiment_by_name("partial").experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags)
+    assert "test_accuracy" not in parent.data.metrics
+    summary = client.download_artifacts(parent.info.run_id, "model/summary.txt", str(workdir))
+    text = open(summary).read()
+    assert "receptive field" in text and "Keras summary" in text and "classifier" in text
+    assert not client.search_registered_models()
