@@ -58,23 +58,11 @@ def load(reference: str, tracking_uri: str | None = None) -> LoadedModel:
 
 
 def _load_logged(reference: str, tracking_uri: str | None) -> LoadedModel:
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    from autocnn.tracking import load_logged_model
 
-    from autocnn.tracking import resolve_tracking_uri
-
-    if tracking_uri:
-        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri)[0])
-    try:
-        info = mlflow.models.get_model_info(reference)
-        model = mlflow.keras.load_model(reference)
-    except (MlflowException, OSError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise ConfigError(f"{reference}: cannot load it from {mlflow.get_tracking_uri()} "
-                          f"({first}); `autocnn compare` lists what is there") from None
-    metadata = info.metadata or {}
+    model, metadata, run_id = load_logged_model(reference, tracking_uri)
     names = metadata.get("class_names") or _numbered(model)
-    return LoadedModel(model, tuple(names), reference, info.run_id, metadata.get("dataset"))
+    return LoadedModel(model, tuple(names), reference, run_id, metadata.get("dataset"))
 
 
 def save(loaded_or_model, path, class_names) -> Path:

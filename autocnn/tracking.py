@@ -8,6 +8,7 @@ current champion on the chosen test metric.
 
 import functools
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from autocnn.errors import TrackingError
 
 CHAMPION = "champion"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per download
 for _name in ("mlflow", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
@@ -175,6 +177,22 @@ def _is_number(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def load_logged_model(reference: str, tracking_uri: str | None = None):
+    """A logged Keras model (``models:/...`` or ``runs:/...``): the model, its metadata and
+    the run that logged it; TrackingError saying what is wrong when it cannot be had."""
+    if tracking_uri:
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri)[0])
+    try:
+        info = mlflow.models.get_model_info(reference)
+        model = mlflow.keras.load_model(reference)
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise TrackingError(f"{reference}: cannot load it from {mlflow.get_tracking_uri()} "
+                            f"({first}); `autocnn compare --models` lists what is "
+                            "there") from None
+    return model, info.metadata or {}, info.run_id
 
 
 def log_text(tracking_uri: str, run_id: str, text: str, path: str) -> None:

@@ -63,9 +63,11 @@ def test_evaluate_reproduces_the_search_test_metrics_and_logs_a_run(registered, 
 
 
 def test_a_keras_file_keeps_its_class_names_beside_it(registered, tmp_path, capsys):
-    _, uri, _ = registered
+    _, uri, search_run = registered
     loaded = models.load("models:/stages/1", uri)
     assert loaded.class_names == tuple(str(i) for i in range(10))
+    by_run = models.load(f"runs:/{search_run.info.run_id}/model", uri)
+    assert by_run.run_id == search_run.info.run_id and by_run.dataset == "digits"
     path = models.save(loaded, tmp_path / "named.keras", [f"digit-{i}" for i in range(10)])
     assert models.load(str(path)).class_names[3] == "digit-3"
     code, _, err = run(["evaluate", str(path), "--dataset", "digits", "--no-log"], capsys)
@@ -115,6 +117,7 @@ def test_compare_lists_trials_and_registered_versions(registered, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "models:/missing@champion"], "models:/missing@champion: cannot load it from"),
+    (["evaluate", "runs:/0123456789abcdef/model"], "runs:/0123456789abcdef/model: cannot load"),
     (["evaluate", "model.h5"], "model.h5: give models:/NAME@ALIAS, models:/NAME/VERSION"),
     (["evaluate", "gone.keras"], "gone.keras: no such model file"),
     (["predict", "gone.keras", "nothing.png"], "nothing.png: no such file or folder"),
