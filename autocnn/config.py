@@ -87,6 +87,27 @@ class SearchConfig:
         return {**settings.pop("data"), **settings}
 
 
+def read_yaml(path, kind: str, shape: str) -> dict:
+    """The YAML mapping in ``path``; ConfigError when it is missing, malformed or not a mapping.
+
+    ``kind`` names the file in messages ("space file"); ``shape`` says what it maps.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{path}: no such {kind}")
+    try:
+        content = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: a {kind} maps {shape}")
+    return content
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")

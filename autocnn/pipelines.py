@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from autocnn.config import read_yaml
 from autocnn.errors import ConfigError
 
 STAGES = ("search", "evaluate", "predict", "export")
@@ -31,15 +32,8 @@ STATE_DIR = Path("mlruns/pipelines")
 
 def load(path, sets=()) -> dict:
     """The pipeline file with ``--set section.key=value`` applied; ConfigError when malformed."""
-    import yaml
-
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{path}: no such pipeline file")
-    try:
-        spec = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    spec = read_yaml(file, "pipeline file", "name, description, data, settings and stages")
     unknown = set(spec) - {"name", "description", "data", "settings", "stages"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; a pipeline "

@@ -10,9 +10,9 @@ scope: keras-tuner keeps a separate entry per scope, so an ``hp.Fixed`` made bef
 reach a conditional hyperparameter.
 """
 
-from pathlib import Path
 
 from autocnn import backbones
+from autocnn.config import read_yaml
 from autocnn.errors import ConfigError
 
 # Choices that select code paths: only the listed values exist. space.py declares these
@@ -85,19 +85,8 @@ class Space:
 
 def load_rules(path: str) -> dict:
     """A space file: a YAML mapping of hyperparameter names to rules."""
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{path}: no such space file")
-    try:
-        rules = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(rules, dict):
-        raise ConfigError(f"{path}: a space file maps hyperparameter names to values, lists or "
-                          "{min, max} ranges")
-    return rules
+    return read_yaml(path, "space file",
+                     "hyperparameter names to values, lists or {min, max} ranges")
 
 
 def check_names(rules: dict, known: list[str], where: str = "") -> dict:

@@ -67,6 +67,7 @@ def test_a_failed_stage_stops_the_pipeline_and_a_rerun_resumes_after_the_last_go
     ("stages: [{search: {tuner: grid}}]", "'grid' is not one of 'random', 'bayesian'"),
     ("stage: []", "unknown section(s) stage"),
     ("stages: []", "'stages' must be a list of stages"),
+    ("- search: {}", "a pipeline file maps name, description, data, settings and stages"),
     ("stages: [{evaluate: {}}]", "stage 1 (evaluate) needs a model"),
     ("stages: [{search: {}", "not valid YAML"),
 ])
