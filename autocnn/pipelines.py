@@ -95,8 +95,8 @@ def arguments(command: click.Command, name: str, options: dict, where: str) -> l
             if value:
                 flags.append(option)
             continue
-        if isinstance(param.type, click.types.Tuple) or key == "image_size":
-            values = ["x".join(map(str, value)) if isinstance(value, list) else value]
+        if key == "image_size" and isinstance(value, list):  # [64, 48] as the option's 64x48
+            values = ["x".join(map(str, value))]
         for v in values:
             flags += [option, str(v).lower() if isinstance(v, bool) else str(v)]
     return positional + flags

@@ -4,6 +4,7 @@ Each takes a `models.LoadedModel`; the command line (`autocnn evaluate`, `autocn
 pipelines call the same functions.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,8 @@ SPLITS = ("test", "val", "train", "all")
 def data_config_for(loaded: LoadedModel, config: DataConfig) -> DataConfig:
     """``config`` with the image size and channels the model takes, unless the user set them."""
     height, width, channels = loaded.input_shape
-    return DataConfig(**{**config.__dict__,
-                         "image_size": config.image_size or (height, width),
-                         "channels": config.channels or channels})
+    return dataclasses.replace(config, image_size=config.image_size or (height, width),
+                               channels=config.channels or channels)
 
 
 @dataclass
@@ -39,10 +39,9 @@ def evaluate_model(loaded: LoadedModel, dataset: data.Dataset, split: str = "tes
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     part = _split(dataset, split)
-    labels = _labels_for(loaded, dataset, part.labels)
+    labels, names = _labels_for(loaded, dataset, part.labels)
     probabilities = loaded.model.predict(dataset.pipeline(part, 256), verbose=0)
-    metrics = evaluate.compute_metrics(labels, probabilities.argmax(axis=-1),
-                                       loaded.class_names)
+    metrics = evaluate.compute_metrics(labels, probabilities.argmax(axis=-1), names)
     run_id = None
     if tracker is not None:
         run_id = tracker.start_run(
@@ -69,23 +68,22 @@ def _split(dataset, split):
     return getattr(dataset, split)
 
 
-def _labels_for(loaded: LoadedModel, dataset: data.Dataset, labels: np.ndarray) -> np.ndarray:
-    """``labels`` as indices of the model's classes: matched by name when both sides have
-    names, by position when the model's classes are only numbered."""
+def _labels_for(loaded: LoadedModel, dataset: data.Dataset, labels: np.ndarray):
+    """``labels`` as indices of the model's classes, and the names to report them by: matched
+    by name when both sides have names, by position when the model's are only numbered."""
     model_names, data_names = list(loaded.class_names), list(dataset.class_names)
     if len(model_names) != len(data_names):
         raise ConfigError(f"the model predicts {len(model_names)} classes and {dataset.name} "
                           f"has {len(data_names)}; evaluate it on data with the same classes")
     if model_names == data_names or model_names == [str(i) for i in range(len(model_names))]:
-        loaded.class_names = tuple(data_names)
-        return labels
+        return labels, data_names
     if set(model_names) != set(data_names):
         missing = sorted(set(data_names) - set(model_names))
         raise ConfigError(f"{dataset.name} has classes the model does not know "
                           f"({', '.join(missing[:5])}); the model knows "
                           f"{', '.join(model_names[:10])}")
     order = np.array([model_names.index(name) for name in data_names])
-    return order[labels]
+    return order[labels], model_names
 
 
 @dataclass

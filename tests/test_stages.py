@@ -201,3 +201,17 @@ def test_search_stages_can_be_turned_off_and_the_summary_is_logged(workdir, caps
     text = open(summary).read()
     assert "receptive field" in text and "Keras summary" in text and "classifier" in text
     assert not client.search_registered_models()
+
+
+def test_classes_are_matched_by_name_or_by_position_when_only_numbered():
+    from types import SimpleNamespace
+
+    from autocnn import stages
+
+    dataset = SimpleNamespace(class_names=("cat", "dog"), name="pets")
+    labels, names = stages._labels_for(SimpleNamespace(class_names=("dog", "cat")), dataset,
+                                       np.array([0, 1, 1]))
+    assert labels.tolist() == [1, 0, 0] and names == ["dog", "cat"]
+    labels, names = stages._labels_for(SimpleNamespace(class_names=("0", "1")), dataset,
+                                       np.array([0, 1]))
+    assert labels.tolist() == [0, 1] and names == ["cat", "dog"]
