@@ -14,7 +14,7 @@ import numpy as np
 from autocnn import models
 from autocnn.errors import ConfigError
 
-FORMATS = {"keras": ".keras", "savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
+FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 TOLERANCE = 1e-4  # the largest difference in any class probability that counts as the same
 
 

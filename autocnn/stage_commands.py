@@ -4,6 +4,7 @@ import click
 import numpy as np
 
 from autocnn.config import DEFAULT_TRACKING_URI, DataConfig
+from autocnn.export import FORMATS
 from autocnn.options import (
     DATASET_HELP,
     TRACKING_HELP,
@@ -88,7 +89,7 @@ def predict(model, images, top_k, fmt, tracking_uri):
 
 @click.command(name="export")
 @click.argument("model")
-@click.option("--format", "fmt", type=click.Choice(["keras", "savedmodel", "tflite", "onnx"]),
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
               required=True, help="keras (.keras file), savedmodel (TensorFlow Serving), tflite "
               "(LiteRT, for phones and edge devices) or onnx (needs tf2onnx and onnx).")
 @click.option("--output", required=True, type=click.Path(), help="File or folder to write "

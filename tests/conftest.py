@@ -77,3 +77,26 @@ def write_mnist_folder(folder: Path, n_train=40, n_test=20, classes=4, gz=True, 
         write_idx(folder / images, rng.integers(0, 256, (n, 6, 5)), gz)
         write_idx(folder / labels, np.arange(n) % classes, gz)
     return folder
+
+
+def run_cli(args, capsys):
+    """The real CLI entry point on ``args``: (exit status, stdout, stderr)."""
+    from autocnn.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def search_digits(folder: Path, project: str, trials: int, epochs: int) -> str:
+    """`autocnn search` on digits (seed 7) into an MLflow store in ``folder``; its URI."""
+    from autocnn.cli import main
+
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--dataset", "digits", "--max-trials", str(trials), "--epochs",
+              str(epochs), "--seed", "7", "--tracking-uri", uri, "--tuner-dir",
+              str(folder / "tuner"), "--project", project])
+    assert exit_info.value.code == 0
+    return uri

@@ -3,7 +3,7 @@
 import mlflow
 import numpy as np
 import pytest
-from conftest import write_images
+from conftest import search_digits, write_images
 from mlflow.tracking import MlflowClient
 
 from autocnn import data
@@ -14,12 +14,7 @@ from autocnn.config import DataConfig
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["search", "--dataset", "digits", "--max-trials", "2", "--epochs", "1",
-              "--seed", "7", "--tracking-uri", uri, "--tuner-dir", str(folder / "tuner"),
-              "--project", "e2e"])
-    assert exit_info.value.code == 0
+    uri = search_digits(folder, "e2e", trials=2, epochs=1)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("e2e")
     runs = client.search_runs([experiment.experiment_id])

@@ -4,10 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as run
 from conftest import write_images
 from mlflow.tracking import MlflowClient
-
-from autocnn.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TWO_STAGES = """
@@ -18,13 +17,6 @@ stages:
   - search: {max_trials: 1, epochs: 1}
   - evaluate: {split: test}
 """
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_a_two_stage_pipeline_passes_the_model_on_and_resumes(workdir, capsys):

@@ -5,32 +5,20 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import write_images
+from conftest import run_cli as run
+from conftest import search_digits, write_images
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from autocnn import models
-from autocnn.cli import main
 from autocnn.errors import ConfigError
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """A digits model searched, registered as 'stages', and a few digit images as PNG files."""
     folder = tmp_path_factory.mktemp("stages")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["search", "--dataset", "digits", "--max-trials", "1", "--epochs", "3",
-              "--seed", "7", "--tracking-uri", uri, "--tuner-dir", str(folder / "tuner"),
-              "--project", "stages"])
-    assert exit_info.value.code == 0
+    uri = search_digits(folder, "stages", trials=1, epochs=3)
     from sklearn.datasets import load_digits
 
     digits = load_digits()
