@@ -18,12 +18,14 @@ from autocnn.config import (
     DataConfig,
     SearchConfig,
 )
+from autocnn.control import Interrupted
 from autocnn.errors import AutoCNNError
 from autocnn.options import (
     DATA_KEYS,
     DATASET_HELP,
     TRACKING_HELP,
     WEIGHTS_HELP,
+    Duration,
     InputShape,
     data_options,
     make_data_config,
@@ -61,6 +63,16 @@ def cli():
               help="Give up after this many failed trials in a row.")
 @click.option("--max-params", type=click.IntRange(min=1), default=None,
               help="Reject architectures with more parameters, before building them.")
+@click.option("--time-budget", type=Duration(), default=None,
+              help="Wall-clock limit for the search, retraining and evaluation: 90s, 45m, 2h, "
+                   "1h30m. No trial starts that would not end in time; the running one stops "
+                   "at the budget with its best epoch kept.")
+@click.option("--isolate", is_flag=True, help="Run each trial in a fresh process: no memory "
+              "builds up, and a trial that crashes its process fails alone (a few seconds more "
+              "per trial).")
+@click.option("--deterministic", is_flag=True, help="Enable TensorFlow's op determinism, so a "
+              "GPU gives the same numbers for the same --seed (slower on a GPU; CPU runs are "
+              "reproducible without it).")
 @space_options
 @click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
               help=WEIGHTS_HELP)
@@ -295,6 +307,9 @@ def main(argv=None):
         hint = f" (see `{err.ctx.command_path} --help`)" if getattr(err, "ctx", None) else ""
         click.echo(f"Error: {err.format_message()}{hint}", err=True)
         sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
+    except Interrupted as err:
+        click.echo(str(err), err=True)
+        sys.exit(err.exit_code)
     except AutoCNNError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(2)

@@ -46,6 +46,9 @@ class SearchConfig:
     patience: int = 5  # early stopping on validation accuracy, in epochs
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
+    time_budget: float | None = None  # seconds for the whole command (search and retraining)
+    isolate: bool = False  # run each trial in a fresh process
+    deterministic: bool = False  # TensorFlow's op determinism (the same numbers on a GPU too)
     max_params: int | None = None  # architectures with more parameters are rejected unbuilt
     space: dict = field(default_factory=dict)  # rules: values fixed, restricted or widened
     preset: str | None = None  # a classic architecture to train alone (see presets.py)
@@ -67,6 +70,8 @@ class SearchConfig:
         for name in ("max_trials", "epochs", "patience", "max_failed_trials"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ConfigError(f"time_budget must be more than zero, got {self.time_budget}")
         from autocnn.backbones import resolve_weights
 
         resolve_weights(self.weights)  # an existing file, or ConfigError

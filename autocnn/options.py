@@ -24,6 +24,23 @@ class ImageSize(click.ParamType):
         self.fail(f"{value!r} is not HxW (for example 64x64, or 64)", param, ctx)
 
 
+class Duration(click.ParamType):
+    """A wall-clock duration: 90s, 45m, 2h, 1h30m; seconds as a float."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        from autocnn.control import parse_duration
+        from autocnn.errors import ConfigError
+
+        try:
+            return parse_duration(value)
+        except ConfigError as err:
+            self.fail(str(err), param, ctx)
+
+
 DATASET_HELP = ("digits (embedded), fashion_mnist, a folder of class sub-folders (PATH/), a .npz "
                 "file, idx:DIR or tfds:NAME. `autocnn datasets` lists them.")
 
@@ -140,3 +157,6 @@ WEIGHTS_HELP = ("Backbone weights: imagenet (downloaded once by Keras into ~/.ke
 
 def quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ start-up notices
+    # GPU memory grows as needed, so other processes can share the card (TensorFlow's own
+    # switch, read when it first touches a GPU).
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")

@@ -1,6 +1,7 @@
 """Plain-text summaries for the console."""
 
 from autocnn import evaluate
+from autocnn.control import format_duration
 
 
 def metric_rows(m: dict, prefix: str = "") -> list[tuple[str, str]]:
@@ -24,14 +25,18 @@ def format_summary(result, config) -> str:
     m = result.metrics
     hps = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in result.best_hyperparameters.items())
+    budget = ("" if config.time_budget is None
+              else f" of a {format_duration(config.time_budget)} budget")
+    stopped = " (the time budget ended the search)" if result.stopped_by == "time budget" else ""
     rows = [
-        ("trials", f"{result.trials_completed} completed, {result.trials_failed} failed"),
+        ("trials", f"{result.trials_completed} completed, {result.trials_failed} failed{stopped}"),
         ("best trial", f"{int(result.best_trial_id) + 1} (val_accuracy "
                        f"{result.best_val_accuracy:.4f})"),
         ("hyperparameters", hps),
         ("retrained", f"{result.retrain_epochs} epochs on train + val" if result.retrain_epochs
-         else "no: the best trial's model, trained on train (--no-retrain)"),
+         else f"no: the best trial's model, trained on train ({result.kept_because})"),
         *(metric_rows(m, "test ") if m else [("test split", "not evaluated (--no-evaluate)")]),
+        ("time", f"{format_duration(result.seconds)}{budget}"),
         ("MLflow run", result.run_id),
     ]
     reg = result.registration

@@ -1,6 +1,7 @@
 """The search: a keras-tuner tuner chosen by name, trials tracked in MLflow, the best retrained."""
 
 import collections
+import time
 from dataclasses import dataclass
 
 import keras
@@ -8,11 +9,12 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import config as kt_config
 
-from autocnn import backbones, data, evaluate, presets, sizing, space
+from autocnn import backbones, data, evaluate, isolation, presets, sizing, space
 from autocnn.config import SearchConfig
+from autocnn.control import Budget, Interrupted, StopRequests, format_duration
 from autocnn.errors import ConfigError, SearchError, SizingError
 from autocnn.tracking import Registration, Tracker
-from autocnn.tuners import OBJECTIVE, create_tuner, failure_reason
+from autocnn.tuners import OBJECTIVE, StopAt, create_tuner, failure_reason, search_id
 
 PIPELINE_BATCH = 64  # what the input pipeline yields; each trial rebatches to its batch_size
 
@@ -29,14 +31,20 @@ class SearchResult:
     metrics: dict | None  # evaluate.compute_metrics on the test split (None: not evaluated)
     registration: Registration | None
     model: keras.Model
+    kept_because: str = ""  # why the best trial's model was kept rather than retrained
+    seconds: float = 0.0  # wall-clock time of the whole search
+    stopped_by: str | None = None  # "time budget" when it ended the search early
 
 
 def run_search(config: SearchConfig, echo=print,
                dataset: data.Dataset | None = None) -> SearchResult:
     """Search, retrain the best configuration on train + val, evaluate on test, register.
 
-    ``dataset`` is ``config.data`` already loaded, when the caller has it.
+    ``dataset`` is ``config.data`` already loaded, when the caller has it. The same command run
+    again resumes the search (see tuners.TrackedTrials); ``config.overwrite`` starts afresh.
     """
+    budget = Budget(config.time_budget)
+    configure_devices(config.deterministic)
     dataset = dataset or data.load(config.data, echo=echo)
     tracker = Tracker(config.tracking_uri, config.project_name)
     echo(dataset.summary())
@@ -44,12 +52,34 @@ def run_search(config: SearchConfig, echo=print,
         echo(f"skipped {len(dataset.skipped)} unreadable files: {', '.join(dataset.skipped[:5])}"
              + (" ..." if len(dataset.skipped) > 5 else ""))
     keras.utils.set_random_seed(config.seed)
+    hypermodel = make_hypermodel(config, dataset)
+    check_backbones(hypermodel, hypermodel.weights, echo)
+    # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
+    # switch); the progress line gives the reason and the child run keeps the traceback.
+    kt_config.DEBUG = config.verbose > 0
+    tuner = create_tuner(config, hypermodel, tracker, echo,
+                         warm_start=warm_start(config, dataset, search_rules(config, dataset)),
+                         budget=budget,
+                         reserve=_retrain_seconds(config, dataset),
+                         isolate=isolation.Isolated(config, tracker) if config.isolate else None)
     tracker.start_run(
         f"search-{config.tuner}", params=config.to_dict(),
-        tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"})
+        tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"},
+        search_id=search_id(tuner))
+    if tuner.oracle.trials:
+        ended = sum(t.status != "RUNNING" for t in tuner.oracle.trials.values())
+        echo(f"resuming the search in {tuner.project_dir}: {ended} finished trials are kept"
+             + ("" if tracker.resumed else " (a new MLflow run; the last one had finished)")
+             + "; --overwrite starts afresh")
     try:
         _log_data(tracker, dataset)
-        result = _search_and_retrain(config, dataset, tracker, echo)
+        result = _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, echo)
+    except Interrupted:
+        tracker.end_run("KILLED")
+        raise
+    except KeyboardInterrupt:
+        tracker.end_run("KILLED")
+        raise Interrupted(_resume_hint(tuner)) from None
     except BaseException:
         tracker.end_run("FAILED")
         raise
@@ -57,39 +87,69 @@ def run_search(config: SearchConfig, echo=print,
     return result
 
 
-def _search_and_retrain(config, dataset, tracker, echo):
+def search_rules(config: SearchConfig, dataset) -> dict:
+    """The user's rules, over a preset's values, with no flips where orientation matters."""
     rules = config.space
     if config.preset:
         rules = {**presets.preset(config.preset, dataset.input_shape), **rules}
     if dataset.orientation_matters:  # a flipped 6 is not a 6
         rules = {"flip": "none", **rules}
-    weights = backbones.resolve_weights(config.weights)
-    hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
-                                     max_params=config.max_params, rules=rules, weights=weights)
-    check_backbones(hypermodel, weights, echo)
-    # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
-    # switch); the progress line gives the reason and the child run keeps the traceback.
-    kt_config.DEBUG = config.verbose > 0
-    tuner = create_tuner(config, hypermodel, tracker, echo,
-                         warm_start=warm_start(config, dataset, rules))
-    echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
-         f"{config.epochs} epochs; MLflow run {tracker.parent_run_id} in {tracker.tracking_uri}")
+    return rules
+
+
+def make_hypermodel(config: SearchConfig, dataset) -> space.CNNHyperModel:
+    """The search space bound to ``dataset``."""
+    return space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
+                               max_params=config.max_params, rules=search_rules(config, dataset),
+                               weights=backbones.resolve_weights(config.weights))
+
+
+def fit_arguments(config: SearchConfig, dataset) -> tuple[tuple, dict]:
+    """What every trial's fit gets: the pipelines, epochs and early stopping."""
     stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max",
                                                patience=config.patience)
     train = dataset.pipeline(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
     val = dataset.pipeline(dataset.val, PIPELINE_BATCH)
-    try:
-        # The pipeline shuffles; Keras's own shuffle flag would only warn on a tf.data input.
-        tuner.search(train, validation_data=val, epochs=config.epochs, callbacks=[stop_early],
-                     shuffle=False, verbose=config.verbose)
-    except RuntimeError as err:
-        if "consecutive failures" not in str(err):
-            raise
-        raise SearchError(f"{config.max_failed_trials} trials failed in a row; most common "
-                          f"reason: {_most_common_reason(tuner)}. Widen the space or raise "
-                          "--max-failed-trials") from None
+    # The pipeline shuffles; Keras's own shuffle flag would only warn on a tf.data input.
+    return (train,), dict(validation_data=val, epochs=config.epochs, callbacks=[stop_early],
+                          shuffle=False, verbose=config.verbose)
+
+
+def configure_devices(deterministic: bool = False) -> None:
+    """GPU memory grows as needed, so other processes can share the card (TensorFlow's own
+    TF_FORCE_GPU_ALLOW_GROWTH, read when it first touches a GPU); with ``deterministic``,
+    TensorFlow's op determinism (the same numbers from run to run on a GPU too)."""
+    import os
+
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, echo):
+    limit = f" within {format_duration(config.time_budget)}" if config.time_budget else ""
+    echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
+         f"{config.epochs} epochs{limit}; MLflow run {tracker.parent_run_id} in "
+         f"{tracker.tracking_uri}")
+    args, kwargs = fit_arguments(config, dataset)
+    with StopRequests(echo) as tuner.stop:
+        try:
+            tuner.search(*args, **kwargs)
+        except RuntimeError as err:
+            if "consecutive failures" not in str(err):
+                raise
+            raise SearchError(f"{config.max_failed_trials} trials failed in a row; most common "
+                              f"reason: {_most_common_reason(tuner)}. Widen the space or raise "
+                              "--max-failed-trials") from None
+    if tuner.stopped_by == "interrupted":
+        raise Interrupted(_resume_hint(tuner))
     trials = tuner.oracle.trials.values()
     completed = [t for t in trials if t.status == "COMPLETED"]
+    if tuner.stopped_by == "time budget":
+        echo(f"time budget: {len(trials)} trials in {format_duration(budget.elapsed)}, no time "
+             "for another")
     if not completed:
         raise SearchError(f"no trial succeeded; most common reason: {_most_common_reason(tuner)}")
     best = tuner.oracle.get_best_trials(1)[0]
@@ -97,8 +157,12 @@ def _search_and_retrain(config, dataset, tracker, echo):
     tracker.log_params(tracker.parent_run_id, {f"best_{k}": v for k, v in best_values.items()})
     tracker.log_metrics(tracker.parent_run_id, {"best_val_accuracy": best.score,
                                                 "trials_completed": len(completed),
-                                                "trials_failed": len(trials) - len(completed)})
-    model, history, epochs = _final_model(config, hypermodel, tuner, best, dataset, echo)
+                                                "trials_failed": len(trials) - len(completed),
+                                                "search_seconds": budget.elapsed})
+    if tuner.stopped_by:
+        tracker.set_tag("autocnn.stopped_by", tuner.stopped_by)
+    model, history, epochs, kept_because = _final_model(config, hypermodel, tuner, best, dataset,
+                                                        echo, budget)
     tracker.log_metrics(tracker.parent_run_id, {"model_params": model.count_params()})
     tracker.log_text(model_summary(model, hypermodel, best), "model/summary.txt")
     metrics, registration = None, None
@@ -114,22 +178,48 @@ def _search_and_retrain(config, dataset, tracker, echo):
             f"test_{config.champion_metric}", metrics[config.champion_metric],
             metadata={"class_names": list(dataset.class_names), "dataset": dataset.name,
                       "input_shape": list(dataset.input_shape)})
+    tracker.log_metrics(tracker.parent_run_id, {"elapsed_seconds": budget.elapsed})
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
                         len(completed), len(trials) - len(completed), epochs,
-                        metrics, registration, model)
+                        metrics, registration, model, kept_because, budget.elapsed,
+                        tuner.stopped_by)
 
 
-def _final_model(config, hypermodel, tuner, best, dataset, echo):
-    """The best configuration retrained on train + val (``config.retrain``), or the best
-    trial's own model at its best epoch (trained on train alone): model, history, epochs."""
+def _resume_hint(tuner) -> str:
+    ended = sum(t.status != "RUNNING" for t in tuner.oracle.trials.values())
+    return (f"search interrupted: {ended} finished trials are kept in {tuner.project_dir}; run "
+            "the same command again to resume (--overwrite starts afresh)")
+
+
+def _retrain_seconds(config, dataset):
+    """How long retraining a trial's configuration on train + val takes, from its seconds per
+    epoch (validation included, so a little over); None when there is no retraining."""
     if not config.retrain:
-        echo(f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; its model "
-             f"at epoch {best.best_step + 1} is the result (--no-retrain)")
-        return tuner.get_best_models(1)[0], None, 0
-    echo(f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; retraining on "
-         f"train + val for {best.best_step + 1} epochs")
-    model, history = retrain(hypermodel, best, dataset, config)
-    return model, history, best.best_step + 1
+        return None
+    scale = (len(dataset.train) + len(dataset.val)) / len(dataset.train)
+    return lambda trial, per_epoch: per_epoch * (trial.best_step + 1) * scale
+
+
+def _final_model(config, hypermodel, tuner, best, dataset, echo, budget):
+    """The best configuration retrained on train + val (``config.retrain``, when the budget
+    leaves time for it), or the best trial's own model at its best epoch (trained on train
+    alone): model, history, epochs."""
+    head = f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; "
+    reason = None if config.retrain else "--no-retrain"
+    per_epoch = tuner.epoch_seconds.get(best.trial_id)
+    if reason is None and per_epoch and budget.seconds is not None:
+        needed = _retrain_seconds(config, dataset)(best, per_epoch)
+        if needed > budget.training_remaining:
+            reason = (f"retraining would take about {format_duration(needed)}, the budget has "
+                      f"{format_duration(max(budget.training_remaining, 0))} left for it")
+    if reason:
+        echo(f"{head}its model at epoch {best.best_step + 1} is the result ({reason})")
+        return tuner.get_best_models(1)[0], None, 0, reason
+    echo(f"{head}retraining on train + val for {best.best_step + 1} epochs")
+    callbacks = ([StopAt(time.time() + budget.training_remaining)]
+                 if budget.seconds is not None else [])
+    model, history = retrain(hypermodel, best, dataset, config, callbacks)
+    return model, history, len(history.get("loss", [])), ""
 
 
 def model_summary(model, hypermodel, trial) -> str:
@@ -180,7 +270,7 @@ def warm_start(config, dataset, rules) -> list[dict]:
     return configurations
 
 
-def retrain(hypermodel, trial, dataset, config):
+def retrain(hypermodel, trial, dataset, config, callbacks=()):
     """Train the trial's configuration afresh on train + val for its best number of epochs."""
     keras.utils.set_random_seed(config.seed)
     keras.backend.clear_session()
@@ -188,7 +278,7 @@ def retrain(hypermodel, trial, dataset, config):
     both = dataset.pipeline(dataset.train.concat(dataset.val), PIPELINE_BATCH, shuffle=True,
                             seed=config.seed)
     history = hypermodel.fit(trial.hyperparameters, model, both, epochs=trial.best_step + 1,
-                             shuffle=False, verbose=config.verbose)
+                             shuffle=False, verbose=config.verbose, callbacks=list(callbacks))
     return model, history.history
 
 

@@ -78,21 +78,68 @@ class Tracker:
             message = str(err).splitlines()[0]
             raise TrackingError(f"cannot use tracking URI {tracking_uri!r}: {message}") from None
         self.parent_run_id: str | None = None
+        self.search_id: str | None = None
+        self.resumed = False
 
-    def start_run(self, run_name: str, params: dict, tags: dict) -> str:
+    def start_run(self, run_name: str, params: dict, tags: dict,
+                  search_id: str | None = None) -> str:
+        """Start the search's parent run, or reopen the unfinished one of search ``search_id``
+        (killed, interrupted or crashed; ``resumed`` says so): its id."""
+        self.search_id, self.resumed = search_id, False
+        previous = self._unfinished_run(search_id) if search_id else None
+        if previous is not None:
+            self.parent_run_id = previous.info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            resumes = int(previous.data.tags.get("autocnn.resumes", "0")) + 1
+            self.client.set_tag(self.parent_run_id, "autocnn.resumes", str(resumes))
+            # A param keeps its first value in MLflow; a changed one is noted as a tag.
+            changed = {k: v for k, v in params.items()
+                       if k in previous.data.params and previous.data.params[k] != str(v)}
+            self.log_params(self.parent_run_id, {k: v for k, v in params.items()
+                                                 if k not in previous.data.params})
+            for key, value in changed.items():
+                self.client.set_tag(self.parent_run_id, f"autocnn.resumed.{key}", str(value))
+            self.resumed = True
+            return self.parent_run_id
+        tags = {**tags, "autocnn.role": "search",
+                **({"autocnn.search_id": search_id} if search_id else {})}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.parent_run_id = run.info.run_id
         self.log_params(self.parent_run_id, params)
         return self.parent_run_id
+
+    def _unfinished_run(self, search_id: str):
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`autocnn.search_id` = '{search_id}' and "
+                          "attributes.status != 'FINISHED' and tags.`autocnn.role` = 'search'")
+        return runs[0] if runs else None
 
     def end_run(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_run_id, status)
 
     def start_trial(self, trial_id: str, params: dict) -> str:
         tags = {"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id}
+        if self.search_id:
+            tags["autocnn.search_id"] = self.search_id
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
         self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def trial_runs(self) -> dict[str, list]:
+        """The search's trial runs (of every parent run it had) by trial id, oldest first."""
+        if not self.search_id:
+            return {}
+        found = {}
+        for run in self.client.search_runs(
+                [self.experiment_id], max_results=50000, order_by=["attributes.start_time ASC"],
+                filter_string=f"tags.`autocnn.search_id` = '{self.search_id}'"):
+            if "trial_id" in run.data.tags:
+                found.setdefault(run.data.tags["trial_id"], []).append(run)
+        return found
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
 
     def log_epoch(self, run_id: str, epoch: int, logs: dict) -> None:
         self.log_metrics(run_id, {k: v for k, v in logs.items() if _is_number(v)}, step=epoch)
@@ -104,7 +151,8 @@ class Tracker:
             self.client.log_text(run_id, message, "failure.txt")
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        self.client.set_terminated(run_id, "FINISHED" if status == "COMPLETED" else "FAILED", now)
+        ended = {"COMPLETED": "FINISHED", "KILLED": "KILLED"}.get(status, "FAILED")
+        self.client.set_terminated(run_id, ended, now)
 
     def log_params(self, run_id: str, params: dict) -> None:
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -116,6 +164,9 @@ class Tracker:
 
     def log_figure(self, figure, path: str) -> None:
         self.client.log_figure(self.parent_run_id, figure, path)
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.parent_run_id, key, value)
 
     def log_text(self, text: str, path: str) -> None:
         self.client.log_text(self.parent_run_id, text, path)

@@ -1,13 +1,22 @@
-"""The tuners: keras-tuner's own, with per-trial progress and MLflow tracking mixed in, and warm
-starts for the random and Bayesian oracles."""
+"""The tuners: keras-tuner's own, with per-trial progress, MLflow tracking, the time budget,
+Ctrl-C and resuming mixed in, and warm starts for the random and Bayesian oracles."""
 
+import json
+import math
+import re
+import resource
+import threading
 import time
+import uuid
+from pathlib import Path
 
+import keras
 import keras_tuner as kt
 import numpy as np
 
 from autocnn import space
 from autocnn.config import SearchConfig
+from autocnn.control import Budget, format_duration
 from autocnn.tracking import Tracker
 
 ORACLES = {
@@ -18,17 +27,54 @@ OBJECTIVE = "val_accuracy"
 
 
 class TrackedTrials:
-    """Mixin for a keras-tuner Tuner: a progress line and one MLflow child run per trial.
+    """Mixin for a keras-tuner Tuner: a progress line and one MLflow child run per trial, the
+    time budget, Ctrl-C, failed trials on a non-finite loss, and resuming.
 
-    It uses only the tuners' public hooks (on_trial_begin, on_epoch_end, on_trial_end), so the
-    same mixin serves every tuner.
+    It uses the tuners' public hooks (on_search_begin, pre_create_trial, on_trial_begin,
+    run_trial, on_epoch_end, on_trial_end), so the same mixin serves every tuner.
+
+    ``budget``: the wall-clock Budget (no new trial starts when it would not end in time, the
+    running one stops at it); ``stop``: a control.StopRequests (Ctrl-C); ``isolate``: a callable
+    that runs a trial in a fresh process (see isolation.py); ``reserve``: seconds to keep for
+    retraining, given the best trial and its seconds per epoch.
     """
 
-    def __init__(self, *args, tracker: Tracker, total_trials: int, echo=print, **kwargs):
+    def __init__(self, *args, tracker: Tracker, total_trials: int, echo=print,
+                 budget: Budget | None = None, stop=None, isolate=None, reserve=None, **kwargs):
         self.tracker, self.total_trials, self.echo = tracker, total_trials, echo
+        self.budget, self.stop, self.isolate, self.reserve = budget, stop, isolate, reserve
+        self.stopped_by = None  # why the search ended before its trials ran out
+        self.deadline = None  # a fixed end for trials (an isolated trial's process)
         self._runs, self._started, self._logged, self._durations = {}, {}, {}, []
+        self._epochs, self.epoch_seconds = {}, {}
+        self._gradients = set()
         self._search_started = time.monotonic()
         super().__init__(*args, **kwargs)
+
+    def search(self, *args, **kwargs):
+        try:
+            super().search(*args, **kwargs)
+        except _StopSearch as stop:
+            self.stopped_by = stop.reason
+            self.on_search_end()
+        except KeyboardInterrupt:
+            for run_id in self._runs.values():
+                self.tracker.end_trial(run_id, "KILLED", {}, {"status": "KILLED"})
+            raise
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self._resume()
+
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        if self.stop is not None and self.stop.requested:
+            raise _StopSearch("interrupted")
+        if self.budget is None or self.budget.seconds is None:
+            return
+        estimate = np.mean(self._durations) if self._durations else 0.0
+        if not self.budget.fits(estimate):
+            raise _StopSearch("time budget")
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
@@ -36,52 +82,228 @@ class TrackedTrials:
         self._runs[trial.trial_id] = self.tracker.start_trial(trial.trial_id, values)
         self._logged[trial.trial_id] = set(values)
         self._started[trial.trial_id] = time.monotonic()
+        self._epochs[trial.trial_id] = 0
+        self._gradients = traced_gradients()
+
+    def run_trial(self, trial, *args, **kwargs):
+        deadline = self._trial_deadline()
+        if self.isolate is not None:
+            histories = self.isolate(trial, self._runs[trial.trial_id], deadline)
+            self._epochs[trial.trial_id] = sum(len(h.history.get("loss", [])) for h in histories)
+            return histories
+        guards = [FailOnNonFinite()] + ([StopAt(deadline)] if deadline else [])
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *guards]
+        return super().run_trial(trial, *args, **kwargs)
+
+    def adopt(self, trial_id: str, run_id: str) -> None:
+        """Log the epochs of trial ``trial_id``, run by another process, to ``run_id``."""
+        self._runs[trial_id] = run_id
+
+    def _trial_deadline(self) -> float | None:
+        """The wall-clock time (time.time()) a trial stops at, or None."""
+        if self.deadline is not None:
+            return self.deadline
+        if self.budget is None or self.budget.seconds is None:
+            return None
+        return time.time() + self.budget.search_remaining
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
+        self._epochs[trial.trial_id] = self._epochs.get(trial.trial_id, 0) + 1
         self.tracker.log_epoch(self._runs[trial.trial_id], epoch, logs or {})
 
     def on_trial_end(self, trial):
         try:
             super().on_trial_end(trial)
         finally:
+            release_traced_gradients(traced_gradients() - self._gradients)
             self._record(self.oracle.get_trial(trial.trial_id))
 
     def _record(self, trial):
         seconds = time.monotonic() - self._started.pop(trial.trial_id)
         self._durations.append(seconds)
-        values = space.active_values(trial.hyperparameters)
+        epochs = self._epochs.pop(trial.trial_id, 0)
+        if epochs:
+            self.epoch_seconds[trial.trial_id] = seconds / epochs
         run_id = self._runs.pop(trial.trial_id)
-        logged = self._logged.pop(trial.trial_id)
+        outcome = self._log_trial(run_id, trial, self._logged.pop(trial.trial_id),
+                                  {"trial_seconds": seconds, "peak_rss_mb": peak_rss_mb()})
+        self._update_reserve()
+        values = space.active_values(trial.hyperparameters)
+        self.echo(self._progress_line(trial, outcome, seconds, values))
+
+    def _log_trial(self, run_id, trial, logged=(), metrics=None) -> str:
+        """End the trial's MLflow run with its outcome; returns the outcome in words."""
+        values = space.active_values(trial.hyperparameters)
         # A branch seen for the first time declares its hyperparameters while the model builds.
         self.tracker.log_params(run_id, {k: v for k, v in values.items() if k not in logged})
-        metrics, tags = {"trial_seconds": seconds}, {"status": trial.status}
+        metrics, tags = dict(metrics or {}), {"status": trial.status}
         if trial.status == "COMPLETED":
             metrics.update({"best_val_accuracy": trial.score, "best_epoch": trial.best_step + 1})
             outcome = f"val_accuracy {trial.score:.4f}"
         else:
             tags["failure_reason"] = outcome = failure_reason(trial)
         self.tracker.end_trial(run_id, trial.status, metrics, tags, message=trial.message)
-        self.echo(self._progress_line(trial, outcome, seconds, values))
+        return outcome
+
+    def _update_reserve(self):
+        """Keep time for retraining the best trial so far (when the budget is set)."""
+        if self.budget is None or self.reserve is None or not self.epoch_seconds:
+            return
+        best = self.oracle.get_best_trials(1)
+        if best:
+            per_epoch = self.epoch_seconds.get(best[0].trial_id,
+                                               np.mean(list(self.epoch_seconds.values())))
+            self.budget.reserve = self.reserve(best[0], per_epoch)
+
+    def _resume(self):
+        """Make MLflow agree with the tuner's trials after a crash or a kill: one finished run
+        per ended trial (created or ended here when the process died before it was), none for
+        a trial that will rerun, and interrupted trials queued to run again."""
+        runs = self.tracker.trial_runs()
+        for trial_id, trial in self.oracle.trials.items():
+            found = runs.pop(trial_id, [])
+            if trial.status == "RUNNING":
+                # Died between writing the trial and the oracle's list of running trials: the
+                # oracle has no public way to be told, so queue it as its reload does.
+                if trial_id not in self.oracle._retry_queue:
+                    self.oracle._retry_queue.append(trial_id)
+                stale = found
+            else:
+                ended = [r for r in found if r.info.status in ("FINISHED", "FAILED")]
+                keep = ended[0] if ended else (found[0] if found else None)
+                stale = [r for r in found if r is not keep]
+                if keep is None:
+                    self._log_trial(self.tracker.start_trial(trial_id, {}), trial)
+                elif keep.info.status not in ("FINISHED", "FAILED"):
+                    self._log_trial(keep.info.run_id, trial, set(keep.data.params))
+            for run in stale:
+                self.tracker.delete_run(run.info.run_id)
+        for leftover in runs.values():  # runs of trials the tuner never saved
+            for run in leftover:
+                self.tracker.delete_run(run.info.run_id)
 
     def _progress_line(self, trial, outcome, seconds, values):
         number = int(trial.trial_id) + 1
         remaining = max(self.total_trials - number, 0)
         eta = np.mean(self._durations) * remaining
+        budget = ""
+        if self.budget is not None and self.budget.seconds is not None:
+            eta = min(eta, max(self.budget.remaining, 0))
+            budget = f", {self.budget.describe()}"
         elapsed = time.monotonic() - self._search_started
         hps = " ".join(f"{k}={_short(v)}" for k, v in values.items())
         return (f"trial {number:>3}/{self.total_trials} {trial.status.lower():<9} {outcome}  "
-                f"[{seconds:.1f}s, elapsed {_clock(elapsed)}, ETA {_clock(eta)}]  {hps}")
+                f"[{seconds:.1f}s, elapsed {format_duration(elapsed)}{budget}, "
+                f"ETA {format_duration(eta)}]  {hps}")
+
+
+class _StopSearch(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+class FailOnNonFinite(keras.callbacks.Callback):
+    """Fail the trial when an epoch's loss is NaN or infinite (any bad batch makes the epoch's
+    mean so, hence one check per epoch instead of one per batch)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteLoss(f"the loss became {loss} in epoch {epoch + 1} (try a lower "
+                                "learning rate, batch norm or gradient-friendlier activations)")
+
+
+class StopAt(keras.callbacks.Callback):
+    """Stop training at a wall-clock time (``time.time()``): the batch in progress ends, the
+    partial epoch is validated (so the best epoch is still checkpointed) and fit returns.
+
+    A timer thread sets ``model.stop_training``, which Keras checks after every batch: no Python
+    work per batch.
+    """
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline, self.stopped, self._timer = deadline, False, None
+
+    def on_train_begin(self, logs=None):
+        self._timer = threading.Timer(max(self.deadline - time.time(), 0), self._stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _stop(self):
+        self.stopped = True
+        self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def traced_gradients() -> set:
+    """The names of the custom gradients TensorFlow has registered so far."""
+    registry = getattr(_tf_ops(), "_gradient_registry", None)
+    return set(getattr(registry, "_registry", {}))
+
+
+def release_traced_gradients(names) -> None:
+    """Forget custom gradients registered while a trial's functions were traced.
+
+    Each trace of a Keras train step registers a custom gradient (the optimizer's all-reduce of
+    the gradients) in TensorFlow's global registry, which never lets go of it, and it holds the
+    whole traced graph: about 10 MiB a trial on a small CNN, for ever. Once traced, the graph
+    no longer needs the entry. A TensorFlow without that private registry is left alone.
+    """
+    registry = getattr(getattr(_tf_ops(), "_gradient_registry", None), "_registry", None)
+    if registry is None:
+        return
+    for name in names:
+        if name.startswith("CustomGradient-"):
+            registry.pop(name, None)
+
+
+def _tf_ops():
+    from tensorflow.python.framework import ops
+
+    return ops
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def search_id(tuner) -> str:
+    """The identity of the tuner project's search, kept in its folder: MLflow runs carry it, so
+    a resumed search finds its runs, and --overwrite (a new folder) starts a new search."""
+    path = Path(tuner.project_dir) / "autocnn.json"
+    if path.is_file():
+        return json.loads(path.read_text())["search_id"]
+    identity = uuid.uuid4().hex
+    path.write_text(json.dumps({"search_id": identity}))
+    return identity
 
 
 def failure_reason(trial) -> str:
-    """The last line of a failed trial's traceback, without the exception's class name."""
+    """The last line of a failed trial's traceback, without the exception's class name; out of
+    memory is said as such."""
     lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
     if not lines:
         return "unknown"
+    oom = next((line for line in lines if "OOM when allocating" in line), None)
+    if oom or "ResourceExhaustedError" in trial.message or lines[-1] == "MemoryError":
+        detail = f" ({oom.strip()[:120]})" if oom else ""
+        return (f"out of memory{detail}: lower --max-params or the batch size, or use "
+                "--isolate")
     last = lines[-1]
     head, _, rest = last.partition(": ")
-    return rest if rest and "Error" in head else last
+    # "ValueError: ..." or "autocnn.tuners.NonFiniteLoss: ...": drop the class's name.
+    return rest if rest and re.fullmatch(r"[A-Za-z_][\w.]*", head) else last
 
 
 class WarmStart:
@@ -129,8 +351,9 @@ def nearest(hp, value):
 
 
 def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
-                 warm_start=({},)):
-    """The tuner named by ``config.tuner``, with progress and MLflow tracking mixed in.
+                 warm_start=({},), **tracking):
+    """The tuner named by ``config.tuner``, with TrackedTrials mixed in (``tracking``: its
+    budget, stop, isolate and reserve).
 
     ``warm_start``: configurations the first trials try (random and Bayesian searches).
     """
@@ -138,7 +361,7 @@ def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
                     max_consecutive_failed_trials=config.max_failed_trials)
     tracked = dict(hypermodel=hypermodel, directory=config.tuner_dir,
                    project_name=config.project_name, overwrite=config.overwrite,
-                   tracker=tracker, total_trials=config.max_trials, echo=echo)
+                   tracker=tracker, total_trials=config.max_trials, echo=echo, **tracking)
     if config.tuner == "hyperband":
         # Hyperband fills its brackets itself (no warm start here); it derives its trial count
         # from max_epochs, so cap it like the other tuners.
@@ -155,7 +378,3 @@ def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
