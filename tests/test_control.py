@@ -1,0 +1,136 @@
+"""The pieces that bound a search: durations, the budget, Ctrl-C, the training guards."""
+
+import math
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from autocnn.control import Budget, StopRequests, format_duration, parse_duration
+from autocnn.errors import ConfigError
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("45m", 2700), ("2h", 7200),
+                                           ("1h30m", 5400), ("1.5h", 5400), ("120", 120),
+                                           ("2m 30s", 150)])
+def test_durations_parse(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "45x", "m", "1h-5m", "0s", "h30"])
+def test_bad_durations_say_how_to_write_one(text):
+    with pytest.raises(ConfigError, match="time budget"):
+        parse_duration(text)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (5, 65, 3600, 5430)] == ["0:05", "1:05", "1h00m",
+                                                                  "1h30m"]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_budget_counts_down_and_keeps_a_reserve():
+    clock = Clock()
+    budget = Budget(60, clock=clock)
+    clock.now += 20
+    assert budget.elapsed == 20 and budget.remaining == 40
+    assert budget.finish == 5  # for evaluating and registering: 5%, at least 5 s
+    assert budget.fits(35) and not budget.fits(36)
+    budget.reserve = 15  # retraining the best trial so far
+    assert budget.search_remaining == 20 and not budget.fits(21)
+    assert budget.describe() == "0:40 of 1:00 left"
+    assert Budget(200).finish == 10 and Budget(7200).finish == 60
+
+
+def test_no_budget_never_runs_out():
+    budget = Budget(None)
+    assert budget.remaining == math.inf and budget.fits(1e9) and budget.describe() == ""
+
+
+def test_ctrl_c_once_asks_to_stop_twice_stops_now_and_handlers_come_back():
+    before = signal.getsignal(signal.SIGINT)
+    lines = []
+    with StopRequests(echo=lines.append) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        assert stop.requested and "Ctrl-C again to stop now" in lines[0]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_sigterm_stops_now():
+    with StopRequests(echo=lambda line: None), pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+
+def tiny_model():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_stop_at_ends_training_at_the_deadline_mid_epoch(seed):
+    import keras
+
+    from autocnn.tuners import StopAt
+
+    x, y = np.ones((4000, 4), "float32"), np.zeros(4000, "int32")
+    batches = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(b))
+    stop = StopAt(time.time() + 0.3)
+
+    def slow(batch, logs):
+        time.sleep(0.01)
+
+    history = tiny_model().fit(x, y, batch_size=1, epochs=5, verbose=0,
+                               callbacks=[stop, counter, keras.callbacks.LambdaCallback(
+                                   on_train_batch_end=slow)])
+    assert stop.stopped
+    assert len(history.history["loss"]) == 1  # the epoch in progress ended, no other began
+    assert len(batches) < 4000
+
+
+def test_a_non_finite_loss_fails_the_trial():
+    from autocnn.tuners import FailOnNonFinite, NonFiniteLoss
+
+    guard = FailOnNonFinite()
+    guard.on_epoch_end(0, {"loss": 0.5})
+    for bad in (math.nan, math.inf):
+        with pytest.raises(NonFiniteLoss, match=f"the loss became {bad} in epoch 3"):
+            guard.on_epoch_end(2, {"loss": bad})
+
+
+class Failed:
+    def __init__(self, message):
+        self.message = message
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("Traceback ...\nautocnn.tuners.NonFiniteLoss: the loss became nan in epoch 2 (try)",
+     "the loss became nan in epoch 2 (try)"),
+    ("Traceback ...\nValueError: bad thing", "bad thing"),
+    ("Traceback ...\ntensorflow.python.framework.errors_impl.ResourceExhaustedError: Graph "
+     "execution error:\n\nOOM when allocating tensor with shape[64,512,512] and type float\n"
+     "Hint: If you want to see a list of allocated tensors", "out of memory (OOM when "
+     "allocating tensor with shape[64,512,512] and type float): lower --max-params"),
+    ("Traceback ...\nMemoryError", "out of memory: lower"),
+    ("", "unknown"),
+])
+def test_failure_reasons_are_short(message, reason):
+    from autocnn.tuners import failure_reason
+
+    assert failure_reason(Failed(message)).startswith(reason)
