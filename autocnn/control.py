@@ -3,6 +3,7 @@
 TensorFlow-free, so the command line can parse a budget before importing it.
 """
 
+import os
 import re
 import signal
 import threading
@@ -18,6 +19,12 @@ class Interrupted(AutoCNNError):
     """The user stopped the search; what is finished is kept and a rerun resumes it."""
 
     exit_code = 130
+
+
+def share_gpu_memory() -> None:
+    """Let GPU memory grow as needed, so other processes can share the card: TensorFlow's own
+    switch, read when it first touches a GPU (a value the user set stands)."""
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 
 def parse_duration(text: str) -> float:

@@ -156,7 +156,7 @@ WEIGHTS_HELP = ("Backbone weights: imagenet (downloaded once by Keras into ~/.ke
 
 
 def quiet_tensorflow():
+    from autocnn.control import share_gpu_memory
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ start-up notices
-    # GPU memory grows as needed, so other processes can share the card (TensorFlow's own
-    # switch, read when it first touches a GPU).
-    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    share_gpu_memory()

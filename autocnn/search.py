@@ -11,7 +11,13 @@ from keras_tuner.src import config as kt_config
 
 from autocnn import backbones, data, evaluate, isolation, presets, sizing, space
 from autocnn.config import SearchConfig
-from autocnn.control import Budget, Interrupted, StopRequests, format_duration
+from autocnn.control import (
+    Budget,
+    Interrupted,
+    StopRequests,
+    format_duration,
+    share_gpu_memory,
+)
 from autocnn.errors import ConfigError, SearchError, SizingError
 from autocnn.tracking import Registration, Tracker
 from autocnn.tuners import OBJECTIVE, StopAt, create_tuner, failure_reason, search_id
@@ -67,8 +73,8 @@ def run_search(config: SearchConfig, echo=print,
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"},
         search_id=search_id(tuner))
     if tuner.oracle.trials:
-        ended = sum(t.status != "RUNNING" for t in tuner.oracle.trials.values())
-        echo(f"resuming the search in {tuner.project_dir}: {ended} finished trials are kept"
+        echo(f"resuming the search in {tuner.project_dir}: {_finished(tuner)} finished trials "
+             "are kept"
              + ("" if tracker.resumed else " (a new MLflow run; the last one had finished)")
              + "; --overwrite starts afresh")
     try:
@@ -116,12 +122,9 @@ def fit_arguments(config: SearchConfig, dataset) -> tuple[tuple, dict]:
 
 
 def configure_devices(deterministic: bool = False) -> None:
-    """GPU memory grows as needed, so other processes can share the card (TensorFlow's own
-    TF_FORCE_GPU_ALLOW_GROWTH, read when it first touches a GPU); with ``deterministic``,
+    """GPU memory grows as needed (control.share_gpu_memory); with ``deterministic``,
     TensorFlow's op determinism (the same numbers from run to run on a GPU too)."""
-    import os
-
-    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    share_gpu_memory()
     if deterministic:
         import tensorflow as tf
 
@@ -185,10 +188,15 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
                         tuner.stopped_by)
 
 
+def _finished(tuner) -> int:
+    """The trials that ended (completed or failed); a running one reruns on resume."""
+    return sum(t.status != "RUNNING" for t in tuner.oracle.trials.values())
+
+
 def _resume_hint(tuner) -> str:
-    ended = sum(t.status != "RUNNING" for t in tuner.oracle.trials.values())
-    return (f"search interrupted: {ended} finished trials are kept in {tuner.project_dir}; run "
-            "the same command again to resume (--overwrite starts afresh)")
+    return (f"search interrupted: {_finished(tuner)} finished trials are kept in "
+            f"{tuner.project_dir}; run the same command again to resume (--overwrite starts "
+            "afresh)")
 
 
 def _retrain_seconds(config, dataset):
@@ -203,12 +211,12 @@ def _retrain_seconds(config, dataset):
 def _final_model(config, hypermodel, tuner, best, dataset, echo, budget):
     """The best configuration retrained on train + val (``config.retrain``, when the budget
     leaves time for it), or the best trial's own model at its best epoch (trained on train
-    alone): model, history, epochs."""
+    alone): model, history, epochs retrained, and why the trial's model was kept ("" if not)."""
     head = f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; "
     reason = None if config.retrain else "--no-retrain"
     per_epoch = tuner.epoch_seconds.get(best.trial_id)
     if reason is None and per_epoch and budget.seconds is not None:
-        needed = _retrain_seconds(config, dataset)(best, per_epoch)
+        needed = tuner.reserve(best, per_epoch)
         if needed > budget.training_remaining:
             reason = (f"retraining would take about {format_duration(needed)}, the budget has "
                       f"{format_duration(max(budget.training_remaining, 0))} left for it")

@@ -70,10 +70,8 @@ class TrackedTrials:
         super().pre_create_trial()
         if self.stop is not None and self.stop.requested:
             raise _StopSearch("interrupted")
-        if self.budget is None or self.budget.seconds is None:
-            return
         estimate = np.mean(self._durations) if self._durations else 0.0
-        if not self.budget.fits(estimate):
+        if self.budget is not None and not self.budget.fits(estimate):
             raise _StopSearch("time budget")
 
     def on_trial_begin(self, trial):
@@ -129,8 +127,7 @@ class TrackedTrials:
         outcome = self._log_trial(run_id, trial, self._logged.pop(trial.trial_id),
                                   {"trial_seconds": seconds, "peak_rss_mb": peak_rss_mb()})
         self._update_reserve()
-        values = space.active_values(trial.hyperparameters)
-        self.echo(self._progress_line(trial, outcome, seconds, values))
+        self.echo(self._progress_line(trial, outcome, seconds))
 
     def _log_trial(self, run_id, trial, logged=(), metrics=None) -> str:
         """End the trial's MLflow run with its outcome; returns the outcome in words."""
@@ -183,7 +180,7 @@ class TrackedTrials:
             for run in leftover:
                 self.tracker.delete_run(run.info.run_id)
 
-    def _progress_line(self, trial, outcome, seconds, values):
+    def _progress_line(self, trial, outcome, seconds):
         number = int(trial.trial_id) + 1
         remaining = max(self.total_trials - number, 0)
         eta = np.mean(self._durations) * remaining
@@ -192,7 +189,8 @@ class TrackedTrials:
             eta = min(eta, max(self.budget.remaining, 0))
             budget = f", {self.budget.describe()}"
         elapsed = time.monotonic() - self._search_started
-        hps = " ".join(f"{k}={_short(v)}" for k, v in values.items())
+        hps = " ".join(f"{k}={_short(v)}"
+                       for k, v in space.active_values(trial.hyperparameters).items())
         return (f"trial {number:>3}/{self.total_trials} {trial.status.lower():<9} {outcome}  "
                 f"[{seconds:.1f}s, elapsed {format_duration(elapsed)}{budget}, "
                 f"ETA {format_duration(eta)}]  {hps}")
