@@ -5,6 +5,7 @@ Any `AutoCNNError` or usage error becomes one line on stderr and exit status 2.
 """
 
 import os
+import socket
 import sys
 
 import click
@@ -14,6 +15,8 @@ from autocnn.config import (
     CHAMPION_METRICS,
     DEFAULT_TRACKING_URI,
     DEFAULT_TUNER_DIR,
+    DISTRIBUTED,
+    STRATEGIES,
     TUNERS,
     DataConfig,
     SearchConfig,
@@ -73,6 +76,19 @@ def cli():
 @click.option("--deterministic", is_flag=True, help="Enable TensorFlow's op determinism, so a "
               "GPU gives the same numbers for the same --seed (slower on a GPU; CPU runs are "
               "reproducible without it).")
+@click.option("--distributed", type=click.Choice(DISTRIBUTED), default="none",
+              show_default=True, help="chief: serve the search's oracle to workers (`autocnn "
+              "worker`) that run the trials; this process then retrains and evaluates the best.")
+@click.option("--oracle-address", default="", metavar="HOST:PORT", help="Where the chief "
+              "listens [default: 127.0.0.1 on a free port]; 0.0.0.0:PORT for other machines.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Start this many local worker processes (one GPU each when there are); "
+                   "implies --distributed chief.")
+@click.option("--worker-timeout", type=Duration(), default="2m", show_default=True,
+              help="A worker silent this long has its trial handed to another worker.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="none", show_default=True,
+              help="mirrored: train each trial on all visible GPUs (tf.distribute."
+                   "MirroredStrategy); the batch size searched is per GPU.")
 @space_options
 @click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
               help=WEIGHTS_HELP)
@@ -124,6 +140,44 @@ def search(no_retrain, no_evaluate, no_register, space_file, sets, backbone, **o
     click.echo(format_summary(result, config))
     return {"model": result.registration.model_uri if result.registration else None,
             "run_id": result.run_id, "tracking_uri": config.tracking_uri}
+
+
+@cli.command()
+@click.option("--oracle-address", required=True, metavar="HOST:PORT",
+              help="The chief's address, as `autocnn search --distributed chief` printed it.")
+@click.option("--worker-id", default=socket.gethostname(), show_default="this machine's name",
+              help="Unique per worker; restarted with the same id, a worker takes its trial "
+                   "back.")
+@click.option("--connect-timeout", type=Duration(), default="30s", show_default=True,
+              help="How long to wait for the chief to answer.")
+@click.option("--tuner-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the chief's tuner folder is mounted here [default: the chief's path].")
+@click.option("--tracking-uri", default=None,
+              help="The MLflow store to log trials to [default: the one the chief gives].")
+@click.option("-v", "--verbose", count=True, help="Show Keras's per-epoch progress.")
+def worker(oracle_address, worker_id, connect_timeout, tuner_dir, tracking_uri, verbose):
+    """Run trials for a distributed search until its chief ends it.
+
+    The chief gives the search (data, space, MLflow run); the worker needs the tuner folder at
+    the same path (a shared file system) or --tuner-dir. Finished trials stay with the chief:
+    a worker can be stopped at any time.
+
+    \b
+    Examples:
+      autocnn search --dataset digits --distributed chief --oracle-address 0.0.0.0:8000
+      autocnn worker --oracle-address chief-host:8000 --worker-id gpu-box-1
+    """
+    from autocnn.distributed import Address, Link
+
+    link = Link(Address.parse(oracle_address), worker_id, connect_timeout)
+    quiet_tensorflow()
+    from autocnn.search import run_worker
+
+    try:
+        run_worker(link, tuner_dir, tracking_uri, verbose=verbose, echo=click.echo)
+    except BaseException:
+        link.close("error")
+        raise
 
 
 @cli.command(name="run")

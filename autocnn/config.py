@@ -10,6 +10,8 @@ CHAMPION_METRICS = (
     "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
 )
 CACHES = ("auto", "memory", "none")
+STRATEGIES = ("none", "mirrored")
+DISTRIBUTED = ("none", "chief")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # relative to the working directory
 DEFAULT_TUNER_DIR = "mlruns/tuner"
 
@@ -49,6 +51,11 @@ class SearchConfig:
     time_budget: float | None = None  # seconds for the whole command (search and retraining)
     isolate: bool = False  # run each trial in a fresh process
     deterministic: bool = False  # TensorFlow's op determinism (the same numbers on a GPU too)
+    distributed: str = "none"  # "chief": serve the oracle to workers (see distributed.py)
+    oracle_address: str = ""  # HOST:PORT the chief listens on; "" means 127.0.0.1, a free port
+    workers: int = 0  # local worker processes the chief starts (one GPU each when there are)
+    worker_timeout: float = 120.0  # seconds a worker may be silent before its trial is reassigned
+    strategy: str = "none"  # "mirrored": each trial across all visible GPUs
     max_params: int | None = None  # architectures with more parameters are rejected unbuilt
     space: dict = field(default_factory=dict)  # rules: values fixed, restricted or widened
     preset: str | None = None  # a classic architecture to train alone (see presets.py)
@@ -67,6 +74,17 @@ class SearchConfig:
     def __post_init__(self):
         _check_choice("tuner", self.tuner, TUNERS)
         _check_choice("champion_metric", self.champion_metric, CHAMPION_METRICS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("distributed", self.distributed, DISTRIBUTED)
+        if self.workers < 0 or self.worker_timeout <= 0:
+            raise ConfigError("workers must be at least 0 and worker_timeout more than zero, "
+                              f"got {self.workers} and {self.worker_timeout}")
+        if self.oracle_address and not self.chief:
+            raise ConfigError("--oracle-address is where a chief serves its oracle: add "
+                              "--distributed chief (or --workers N)")
+        if self.isolate and self.chief:
+            raise ConfigError("--isolate runs trials in this process's children; a distributed "
+                              "search runs them in its workers: choose one")
         for name in ("max_trials", "epochs", "patience", "max_failed_trials"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -75,6 +93,11 @@ class SearchConfig:
         from autocnn.backbones import resolve_weights
 
         resolve_weights(self.weights)  # an existing file, or ConfigError
+
+    @property
+    def chief(self) -> bool:
+        """Whether this search serves its oracle to worker processes."""
+        return self.distributed == "chief" or self.workers > 0
 
     @property
     def project_name(self) -> str:
@@ -90,6 +113,14 @@ class SearchConfig:
         """Flat settings for MLflow params: the data settings unnested."""
         settings = asdict(self)
         return {**settings.pop("data"), **settings}
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> "SearchConfig":
+        """The config ``asdict`` gave (through JSON: tuples come back as lists)."""
+        data = dict(settings.get("data", {}))
+        if data.get("image_size") is not None:
+            data["image_size"] = tuple(data["image_size"])
+        return cls(**{**settings, "data": DataConfig(**data)})
 
 
 def read_yaml(path, kind: str, shape: str) -> dict:

@@ -1,15 +1,19 @@
 """The search: a keras-tuner tuner chosen by name, trials tracked in MLflow, the best retrained."""
 
 import collections
+import contextlib
+import dataclasses
+import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import config as kt_config
 
-from autocnn import backbones, data, evaluate, isolation, presets, sizing, space
+from autocnn import backbones, data, distributed, evaluate, isolation, presets, sizing, space
 from autocnn.config import SearchConfig
 from autocnn.control import (
     Budget,
@@ -58,16 +62,21 @@ def run_search(config: SearchConfig, echo=print,
         echo(f"skipped {len(dataset.skipped)} unreadable files: {', '.join(dataset.skipped[:5])}"
              + (" ..." if len(dataset.skipped) > 5 else ""))
     keras.utils.set_random_seed(config.seed)
-    hypermodel = make_hypermodel(config, dataset)
+    strategy = distribution_strategy(config.strategy, echo)
+    hypermodel = make_hypermodel(config, dataset, strategy)
     check_backbones(hypermodel, hypermodel.weights, echo)
     # keras-tuner prints every failed trial's traceback unless this flag is off (it has no public
     # switch); the progress line gives the reason and the child run keeps the traceback.
     kt_config.DEBUG = config.verbose > 0
-    tuner = create_tuner(config, hypermodel, tracker, echo,
-                         warm_start=warm_start(config, dataset, search_rules(config, dataset)),
-                         budget=budget,
-                         reserve=_retrain_seconds(config, dataset),
-                         isolate=isolation.Isolated(config, tracker) if config.isolate else None)
+    address = distributed.Address.parse(config.oracle_address) if config.chief else None
+    with (distributed.keras_tuner_role(address, distributed.CHIEF_ID) if address
+          else contextlib.nullcontext()):
+        tuner = create_tuner(config, hypermodel, tracker, echo,
+                             warm_start=warm_start(config, dataset, search_rules(config, dataset)),
+                             budget=budget, strategy=strategy,
+                             reserve=_retrain_seconds(config, dataset),
+                             isolate=isolation.Isolated(config, tracker) if config.isolate
+                             else None)
     tracker.start_run(
         f"search-{config.tuner}", params=config.to_dict(),
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"},
@@ -79,7 +88,10 @@ def run_search(config: SearchConfig, echo=print,
              + "; --overwrite starts afresh")
     try:
         _log_data(tracker, dataset)
-        result = _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, echo)
+        serving = (_serve_workers(config, tuner, tracker, address, echo) if address
+                   else contextlib.nullcontext())
+        result = _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, echo,
+                                     serving)
     except Interrupted:
         tracker.end_run("KILLED")
         raise
@@ -103,11 +115,114 @@ def search_rules(config: SearchConfig, dataset) -> dict:
     return rules
 
 
-def make_hypermodel(config: SearchConfig, dataset) -> space.CNNHyperModel:
-    """The search space bound to ``dataset``."""
-    return space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
-                               max_params=config.max_params, rules=search_rules(config, dataset),
-                               weights=backbones.resolve_weights(config.weights))
+def make_hypermodel(config: SearchConfig, dataset, strategy=None) -> space.CNNHyperModel:
+    """The search space bound to ``dataset`` (batch sizes per replica of ``strategy``)."""
+    hypermodel = space.CNNHyperModel(
+        dataset.input_shape, dataset.num_classes, max_params=config.max_params,
+        rules=search_rules(config, dataset), weights=backbones.resolve_weights(config.weights),
+        replicas=strategy.num_replicas_in_sync if strategy is not None else 1)
+    hypermodel.strategy = strategy
+    return hypermodel
+
+
+def distribution_strategy(name: str, echo=print):
+    """The tf.distribute strategy ``--strategy`` names, or None."""
+    if name != "mirrored":
+        return None
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy()
+    devices = ", ".join(strategy.extended.worker_devices)
+    echo(f"each trial trains on {strategy.num_replicas_in_sync} replicas ({devices}) with "
+         "MirroredStrategy; the batch size searched is per replica")
+    return strategy
+
+
+def run_worker(link, tuner_dir: str | None = None, tracking_uri: str | None = None,
+               verbose: int | None = None, echo=print) -> int:
+    """Run trials for the chief ``link`` reached (a distributed.Link) until it says the search
+    is over: the trials run."""
+    manifest = link.manifest
+    config = SearchConfig.from_dict(manifest["config"])
+    distributed.check_shared(manifest, tuner_dir)
+    uri = distributed.check_tracking(manifest, tracking_uri)
+    config = dataclasses.replace(config, overwrite=False, workers=0, distributed="none",
+                                 oracle_address="", tuner_dir=tuner_dir or config.tuner_dir,
+                                 verbose=config.verbose if verbose is None else verbose)
+    configure_devices(config.deterministic)
+    dataset = data.load(config.data, echo=echo)
+    tracker = Tracker(uri, config.project_name)
+    tracker.parent_run_id, tracker.search_id = manifest["run_id"], manifest["search_id"]
+    keras.utils.set_random_seed(config.seed)
+    strategy = distribution_strategy(config.strategy, echo)
+    kt_config.DEBUG = config.verbose > 0
+    with distributed.keras_tuner_role(link.address, link.worker_id):
+        tuner = create_tuner(config, make_hypermodel(config, dataset, strategy), tracker, echo,
+                             strategy=strategy)
+        tuner.link = link
+        echo(f"worker {link.worker_id}: running trials of MLflow run {tracker.parent_run_id} "
+             f"for the chief at {link.address}")
+        args, kwargs = fit_arguments(config, dataset)
+        reason = "error"
+        try:
+            with StopRequests(echo) as tuner.stop:
+                tuner.search(*args, **kwargs)
+            reason = tuner.stopped_by or "stopped"
+        except KeyboardInterrupt:
+            reason = "interrupted"
+            raise Interrupted(f"worker {link.worker_id} interrupted; restart it with the same "
+                              "--worker-id to take its trial back") from None
+        finally:
+            link.close(reason)
+    echo(f"worker {link.worker_id}: {tuner.trials_run} trials run; the search is over "
+         f"({reason})")
+    return tuner.trials_run
+
+
+@contextlib.contextmanager
+def _serve_workers(config, tuner, tracker, address, echo):
+    """Serve the tuner's oracle at ``address`` to workers (``config.workers`` of them started
+    here) for the search within; a local MLflow server for them over a SQLite store."""
+    project = Path(tuner.project_dir)
+    with contextlib.ExitStack() as stack:
+        uri = tracker.tracking_uri
+        if uri.startswith("sqlite:"):
+            from autocnn.tracking import resolve_tracking_uri
+
+            server = distributed.TrackingServer(uri, resolve_tracking_uri(uri)[1],
+                                                project / "mlflow-server.log")
+            stack.callback(server.stop)
+            uri = server.uri
+            echo(f"MLflow tracking server for the workers on {uri} (over {tracker.tracking_uri})")
+        chief = distributed.Chief(tuner.oracle, address, _manifest(config, tracker, uri),
+                                  config.worker_timeout, config.max_trials, echo)
+        address = chief.listen()
+        stack.callback(chief.close)
+        tuner.chief = chief
+        echo(f"oracle serving on {address}; a worker joins with: autocnn worker "
+             f"--oracle-address {address} --worker-id NAME")
+        if config.workers:
+            tuner.local_workers = distributed.LocalWorkers(
+                config.workers, address, project / "workers", distributed.visible_gpus(),
+                config.verbose, echo)
+            stack.callback(tuner.local_workers.stop)
+        yield
+
+
+def _manifest(config, tracker, tracking_uri) -> dict:
+    """What a worker needs to join: the search's settings (paths made absolute), its MLflow
+    parent run and the store the workers log to."""
+    def absolute(path):
+        return str(Path(path).expanduser().resolve()) if path and Path(path).expanduser().exists() \
+            else path
+
+    data_config = dataclasses.replace(config.data, dataset=absolute(config.data.dataset),
+                                      data_dir=absolute(config.data.data_dir))
+    settings = dataclasses.replace(config, data=data_config,
+                                   tuner_dir=str(Path(config.tuner_dir).resolve()))
+    return {"config": dataclasses.asdict(settings), "project_name": config.project_name,
+            "search_id": tracker.search_id, "run_id": tracker.parent_run_id,
+            "tracking_uri": tracking_uri, "chief_host": socket.gethostname()}
 
 
 def fit_arguments(config: SearchConfig, dataset) -> tuple[tuple, dict]:
@@ -131,13 +246,14 @@ def configure_devices(deterministic: bool = False) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, echo):
+def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, echo,
+                        serving=contextlib.nullcontext()):
     limit = f" within {format_duration(config.time_budget)}" if config.time_budget else ""
     echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
          f"{config.epochs} epochs{limit}; MLflow run {tracker.parent_run_id} in "
          f"{tracker.tracking_uri}")
     args, kwargs = fit_arguments(config, dataset)
-    with StopRequests(echo) as tuner.stop:
+    with StopRequests(echo) as tuner.stop, serving:
         try:
             tuner.search(*args, **kwargs)
         except RuntimeError as err:
@@ -153,6 +269,9 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
     if tuner.stopped_by == "time budget":
         echo(f"time budget: {len(trials)} trials in {format_duration(budget.elapsed)}, no time "
              "for another")
+    elif tuner.stopped_by == "no workers":
+        echo(f"the workers left after {len(trials)} trials: the best so far is the result; "
+             "start workers and run the same command again to finish the search")
     if not completed:
         raise SearchError(f"no trial succeeded; most common reason: {_most_common_reason(tuner)}")
     best = tuner.oracle.get_best_trials(1)[0]
@@ -282,7 +401,9 @@ def retrain(hypermodel, trial, dataset, config, callbacks=()):
     """Train the trial's configuration afresh on train + val for its best number of epochs."""
     keras.utils.set_random_seed(config.seed)
     keras.backend.clear_session()
-    model = hypermodel.build(trial.hyperparameters)
+    strategy = getattr(hypermodel, "strategy", None)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = hypermodel.build(trial.hyperparameters)
     both = dataset.pipeline(dataset.train.concat(dataset.val), PIPELINE_BATCH, shuffle=True,
                             seed=config.seed)
     history = hypermodel.fit(trial.hyperparameters, model, both, epochs=trial.best_step + 1,

@@ -24,6 +24,8 @@ from autocnn.errors import TrackingError
 
 CHAMPION = "champion"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per download
+# With a tracking server MLflow prints each ended run's URL; the progress lines say enough.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 for _name in ("mlflow", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
@@ -126,14 +128,17 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def trial_runs(self) -> dict[str, list]:
-        """The search's trial runs (of every parent run it had) by trial id, oldest first."""
+    def trial_runs(self, trial_id: str | None = None) -> dict[str, list]:
+        """The search's trial runs (of every parent run it had) by trial id, oldest first;
+        those of trial ``trial_id`` alone when it is given."""
         if not self.search_id:
             return {}
-        found = {}
+        found, query = {}, f"tags.`autocnn.search_id` = '{self.search_id}'"
+        if trial_id is not None:
+            query += f" and tags.trial_id = '{trial_id}'"
         for run in self.client.search_runs(
                 [self.experiment_id], max_results=50000, order_by=["attributes.start_time ASC"],
-                filter_string=f"tags.`autocnn.search_id` = '{self.search_id}'"):
+                filter_string=query):
             if "trial_id" in run.data.tags:
                 found.setdefault(run.data.tags["trial_id"], []).append(run)
         return found

@@ -45,6 +45,9 @@ class TrackedTrials:
         self.budget, self.stop, self.isolate, self.reserve = budget, stop, isolate, reserve
         self.stopped_by = None  # why the search ended before its trials ran out
         self.deadline = None  # a fixed end for trials (an isolated trial's process)
+        self.chief = None  # a distributed.Chief: this tuner serves its oracle to workers
+        self.local_workers = None  # the distributed.LocalWorkers the chief started
+        self.link = None  # a distributed.Link: this tuner is a worker of that chief
         self._runs, self._started, self._logged, self._durations = {}, {}, {}, []
         self._epochs, self.epoch_seconds = {}, {}
         self._gradients = set()
@@ -53,7 +56,11 @@ class TrackedTrials:
 
     def search(self, *args, **kwargs):
         try:
-            super().search(*args, **kwargs)
+            if self.chief is not None:
+                self.oracle.verbose = kwargs.get("verbose", 1)  # as keras-tuner's chief does
+                self._serve()
+            else:
+                super().search(*args, **kwargs)
         except _StopSearch as stop:
             self.stopped_by = stop.reason
             self.on_search_end()
@@ -62,9 +69,29 @@ class TrackedTrials:
                 self.tracker.end_trial(run_id, "KILLED", {}, {"status": "KILLED"})
             raise
 
+    def _serve(self):
+        """The chief's search: serve the oracle until the workers have run the trials (or the
+        budget, Ctrl-C or the workers' silence end it); MLflow then agrees with the oracle."""
+        self.save()
+        self._resume()
+        reason = self.chief.serve(self.budget, self.stop, on_trial_end=self._worker_trial_end,
+                                  local_workers=self.local_workers)
+        self._resume()  # a trial put back in the queue reruns on resume: no run for it now
+        if reason:
+            raise _StopSearch(reason)
+
+    def _worker_trial_end(self, trial, seconds, worker):
+        self._durations.append(seconds)
+        per_epoch = self.chief.epoch_seconds.get(trial.trial_id)
+        if per_epoch:
+            self.epoch_seconds[trial.trial_id] = per_epoch
+        self._update_reserve()
+        self.echo(self._progress_line(trial, outcome(trial), seconds, where=f" on {worker}"))
+
     def on_search_begin(self):
         super().on_search_begin()
-        self._resume()
+        if self.link is None:  # a worker's oracle is the chief's: the chief reconciles
+            self._resume()
 
     def pre_create_trial(self):
         super().pre_create_trial()
@@ -73,9 +100,20 @@ class TrackedTrials:
         estimate = np.mean(self._durations) if self._durations else 0.0
         if self.budget is not None and not self.budget.fits(estimate):
             raise _StopSearch("time budget")
+        if self.link is not None and self.link.deadline is not None and \
+                time.time() + estimate > self.link.deadline:
+            raise _StopSearch("time budget")
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
+        if self.link is not None:
+            self.link.trial = trial.trial_id
+            # A worker killed in this trial left its run behind; whichever worker runs the
+            # trial now logs it afresh. The seed is the trial's, whichever worker runs it.
+            for run in self.tracker.trial_runs(trial.trial_id).get(trial.trial_id, []):
+                if run.info.status not in ("FINISHED", "FAILED"):
+                    self.tracker.delete_run(run.info.run_id)
+            keras.utils.set_random_seed(self.link.seed + int(trial.trial_id))
         values = space.active_values(trial.hyperparameters)
         self._runs[trial.trial_id] = self.tracker.start_trial(trial.trial_id, values)
         self._logged[trial.trial_id] = set(values)
@@ -93,6 +131,11 @@ class TrackedTrials:
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *guards]
         return super().run_trial(trial, *args, **kwargs)
 
+    @property
+    def trials_run(self) -> int:
+        """The trials this process ran to their end."""
+        return len(self._durations)
+
     def adopt(self, trial_id: str, run_id: str) -> None:
         """Log the epochs of trial ``trial_id``, run by another process, to ``run_id``."""
         self._runs[trial_id] = run_id
@@ -101,6 +144,8 @@ class TrackedTrials:
         """The wall-clock time (time.time()) a trial stops at, or None."""
         if self.deadline is not None:
             return self.deadline
+        if self.link is not None:
+            return self.link.deadline
         if self.budget is None or self.budget.seconds is None:
             return None
         return time.time() + self.budget.search_remaining
@@ -111,11 +156,20 @@ class TrackedTrials:
         self.tracker.log_epoch(self._runs[trial.trial_id], epoch, logs or {})
 
     def on_trial_end(self, trial):
+        if self.link is not None:
+            # keras-tuner's protocol carries neither a failure's message nor the time an epoch
+            # took (the chief's retraining estimate): tell the chief before ending the trial.
+            epochs = self._epochs.get(trial.trial_id, 0)
+            seconds = time.monotonic() - self._started[trial.trial_id]
+            self.link.send(ended={"trial": trial.trial_id, "message": trial.message,
+                                  "epoch_seconds": seconds / epochs if epochs else None})
         try:
             super().on_trial_end(trial)
         finally:
             release_traced_gradients(traced_gradients() - self._gradients)
-            self._record(self.oracle.get_trial(trial.trial_id))
+            ended = self.oracle.get_trial(trial.trial_id)
+            ended.message = ended.message or trial.message
+            self._record(ended)
 
     def _record(self, trial):
         seconds = time.monotonic() - self._started.pop(trial.trial_id)
@@ -124,10 +178,12 @@ class TrackedTrials:
         if epochs:
             self.epoch_seconds[trial.trial_id] = seconds / epochs
         run_id = self._runs.pop(trial.trial_id)
-        outcome = self._log_trial(run_id, trial, self._logged.pop(trial.trial_id),
-                                  {"trial_seconds": seconds, "peak_rss_mb": peak_rss_mb()})
+        said = self._log_trial(run_id, trial, self._logged.pop(trial.trial_id),
+                               {"trial_seconds": seconds, "peak_rss_mb": peak_rss_mb()})
+        if self.link is not None:
+            self.link.trial = None
         self._update_reserve()
-        self.echo(self._progress_line(trial, outcome, seconds))
+        self.echo(self._progress_line(trial, said, seconds))
 
     def _log_trial(self, run_id, trial, logged=(), metrics=None) -> str:
         """End the trial's MLflow run with its outcome; returns the outcome in words."""
@@ -137,15 +193,15 @@ class TrackedTrials:
         metrics, tags = dict(metrics or {}), {"status": trial.status}
         if trial.status == "COMPLETED":
             metrics.update({"best_val_accuracy": trial.score, "best_epoch": trial.best_step + 1})
-            outcome = f"val_accuracy {trial.score:.4f}"
         else:
-            tags["failure_reason"] = outcome = failure_reason(trial)
+            tags["failure_reason"] = failure_reason(trial)
         self.tracker.end_trial(run_id, trial.status, metrics, tags, message=trial.message)
-        return outcome
+        return outcome(trial)
 
     def _update_reserve(self):
         """Keep time for retraining the best trial so far (when the budget is set)."""
-        if self.budget is None or self.reserve is None or not self.epoch_seconds:
+        if self.budget is None or self.reserve is None or not self.epoch_seconds or \
+                self.link is not None:
             return
         best = self.oracle.get_best_trials(1)
         if best:
@@ -158,6 +214,8 @@ class TrackedTrials:
         per ended trial (created or ended here when the process died before it was), none for
         a trial that will rerun, and interrupted trials queued to run again."""
         runs = self.tracker.trial_runs()
+        queue = self.oracle._retry_queue  # a trial that ended runs no more, whatever was saved
+        queue[:] = [t for t in queue if self.oracle.trials[t].status == "RUNNING"]
         for trial_id, trial in self.oracle.trials.items():
             found = runs.pop(trial_id, [])
             if trial.status == "RUNNING":
@@ -180,7 +238,7 @@ class TrackedTrials:
             for run in leftover:
                 self.tracker.delete_run(run.info.run_id)
 
-    def _progress_line(self, trial, outcome, seconds):
+    def _progress_line(self, trial, outcome, seconds, where=""):
         number = int(trial.trial_id) + 1
         remaining = max(self.total_trials - number, 0)
         eta = np.mean(self._durations) * remaining
@@ -192,7 +250,7 @@ class TrackedTrials:
         hps = " ".join(f"{k}={_short(v)}"
                        for k, v in space.active_values(trial.hyperparameters).items())
         return (f"trial {number:>3}/{self.total_trials} {trial.status.lower():<9} {outcome}  "
-                f"[{seconds:.1f}s, elapsed {format_duration(elapsed)}{budget}, "
+                f"[{seconds:.1f}s{where}, elapsed {format_duration(elapsed)}{budget}, "
                 f"ETA {format_duration(eta)}]  {hps}")
 
 
@@ -287,6 +345,13 @@ def search_id(tuner) -> str:
     return identity
 
 
+def outcome(trial) -> str:
+    """An ended trial's result in words: its score, or why it failed."""
+    if trial.status == "COMPLETED":
+        return f"val_accuracy {trial.score:.4f}"
+    return failure_reason(trial)
+
+
 def failure_reason(trial) -> str:
     """The last line of a failed trial's traceback, without the exception's class name; out of
     memory is said as such."""
@@ -349,17 +414,19 @@ def nearest(hp, value):
 
 
 def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
-                 warm_start=({},), **tracking):
+                 warm_start=({},), strategy=None, **tracking):
     """The tuner named by ``config.tuner``, with TrackedTrials mixed in (``tracking``: its
     budget, stop, isolate and reserve).
 
-    ``warm_start``: configurations the first trials try (random and Bayesian searches).
+    ``warm_start``: configurations the first trials try (random and Bayesian searches);
+    ``strategy``: a tf.distribute strategy each trial's model is built and trained under.
     """
     settings = dict(objective=OBJECTIVE, seed=config.seed,
                     max_consecutive_failed_trials=config.max_failed_trials)
     tracked = dict(hypermodel=hypermodel, directory=config.tuner_dir,
                    project_name=config.project_name, overwrite=config.overwrite,
-                   tracker=tracker, total_trials=config.max_trials, echo=echo, **tracking)
+                   tracker=tracker, total_trials=config.max_trials, echo=echo,
+                   distribution_strategy=strategy, **tracking)
     if config.tuner == "hyperband":
         # Hyperband fills its brackets itself (no warm start here); it derives its trial count
         # from max_epochs, so cap it like the other tuners.
