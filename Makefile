@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 5000
+HOST ?= 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo fashion-mnist test bench lint ui clean clean-runs
+.PHONY: help install demo fashion-mnist test bench lint ui mlflow-server clean clean-runs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +38,10 @@ lint: $(INSTALLED) ## Check the code with ruff
 
 ui: $(INSTALLED) ## Open the MLflow UI over mlruns/ on http://127.0.0.1:5000 (PORT=... to change)
 	$(BIN)/autocnn ui --port $(PORT)
+
+mlflow-server: $(INSTALLED) ## MLflow tracking server over mlruns/ for many processes (HOST=0.0.0.0 for other machines)
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--artifacts-destination $(CURDIR)/mlruns/artifacts --host $(HOST) --port $(PORT)
 
 clean: ## Remove the virtual environment and build leftovers (keeps mlruns/)
 	rm -rf $(VENV) build *.egg-info .pytest_cache
