@@ -167,17 +167,14 @@ def worker(oracle_address, worker_id, connect_timeout, tuner_dir, tracking_uri, 
       autocnn search --dataset digits --distributed chief --oracle-address 0.0.0.0:8000
       autocnn worker --oracle-address chief-host:8000 --worker-id gpu-box-1
     """
-    from autocnn.distributed import Address, Link
+    from autocnn.distributed import Address, join
 
-    link = Link(Address.parse(oracle_address), worker_id, connect_timeout)
+    link = join(Address.parse(oracle_address), worker_id, connect_timeout, tuner_dir,
+                tracking_uri)
     quiet_tensorflow()
     from autocnn.search import run_worker
 
-    try:
-        run_worker(link, tuner_dir, tracking_uri, verbose=verbose, echo=click.echo)
-    except BaseException:
-        link.close("error")
-        raise
+    run_worker(link, verbose=verbose, echo=click.echo)
 
 
 @cli.command(name="run")

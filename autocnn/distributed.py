@@ -244,11 +244,13 @@ class Chief:
             if self.workers and not self._any_alive():
                 if "time budget" in self.left.values():
                     reason = "time budget"  # the workers found no time for another trial
-                else:
+                    break
+                last = max(w["seen"] for w in self.workers.values())
+                if self.clock() - last >= self.worker_timeout:
                     reason = "no workers"
-                    self.echo(f"no worker has been heard from for {self.worker_timeout:.0f}s "
-                              "and none is running a trial: ending the search")
-                break
+                    self.echo(f"no worker has been heard from for {self.worker_timeout:.0f}s: "
+                              "ending the search")
+                    break
             if local_workers is not None and local_workers.all_exited():
                 reason = "no workers"
                 self.echo(f"every local worker exited; their logs: {local_workers.log_dir}")
@@ -370,6 +372,7 @@ class Link:
         self._beat = self.channel.unary_unary(f"/{SERVICE}/Beat", request_serializer=_encode,
                                               response_deserializer=json.loads)
         self.trial, self.deadline = None, None
+        self.tuner_dir = self.tracking_uri = None  # as this machine sees them (see join)
         self._stop = threading.Event()
         reply = self.send(hello=True)
         if "error" in reply:
@@ -415,6 +418,22 @@ class Link:
         with contextlib.suppress(Exception):
             self.send(bye=reason, trial=None)
         self.channel.close()
+
+
+def join(address: Address, worker_id: str, connect_timeout: float = 30.0,
+         tuner_dir: str | None = None, tracking_uri: str | None = None) -> "Link":
+    """Reach the chief and check this machine can work for its search (the tuner folder, the
+    MLflow store) before anything heavy loads; the Link, with ``tuner_dir`` and
+    ``tracking_uri`` as this machine sees them."""
+    link = Link(address, worker_id, connect_timeout)
+    try:
+        check_shared(link.manifest, tuner_dir)
+        link.tracking_uri = check_tracking(link.manifest, tracking_uri)
+    except BaseException:
+        link.close("error")
+        raise
+    link.tuner_dir = tuner_dir or link.manifest["config"]["tuner_dir"]
+    return link
 
 
 def check_shared(manifest: dict, tuner_dir: str | None) -> Path:

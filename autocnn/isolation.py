@@ -88,8 +88,9 @@ def _run_trial(send, config, trial_state, run_id, parent_run_id, search_id, dead
         dataset = data.load(config.data, echo=lambda *_: None)
         tracker = Tracker(config.tracking_uri, config.project_name)
         tracker.parent_run_id, tracker.search_id = parent_run_id, search_id
-        tuner = create_tuner(config, search.make_hypermodel(config, dataset), tracker,
-                             echo=lambda *_: None)
+        strategy = search.distribution_strategy(config.strategy, echo=lambda *_: None)
+        tuner = create_tuner(config, search.make_hypermodel(config, dataset, strategy), tracker,
+                             echo=lambda *_: None, strategy=strategy)
         tuner.deadline = deadline
         tuner.adopt(trial.trial_id, run_id)
         args, kwargs = search.fit_arguments(config, dataset)

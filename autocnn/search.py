@@ -117,12 +117,10 @@ def search_rules(config: SearchConfig, dataset) -> dict:
 
 def make_hypermodel(config: SearchConfig, dataset, strategy=None) -> space.CNNHyperModel:
     """The search space bound to ``dataset`` (batch sizes per replica of ``strategy``)."""
-    hypermodel = space.CNNHyperModel(
+    return space.CNNHyperModel(
         dataset.input_shape, dataset.num_classes, max_params=config.max_params,
         rules=search_rules(config, dataset), weights=backbones.resolve_weights(config.weights),
-        replicas=strategy.num_replicas_in_sync if strategy is not None else 1)
-    hypermodel.strategy = strategy
-    return hypermodel
+        strategy=strategy)
 
 
 def distribution_strategy(name: str, echo=print):
@@ -138,42 +136,39 @@ def distribution_strategy(name: str, echo=print):
     return strategy
 
 
-def run_worker(link, tuner_dir: str | None = None, tracking_uri: str | None = None,
-               verbose: int | None = None, echo=print) -> int:
-    """Run trials for the chief ``link`` reached (a distributed.Link) until it says the search
-    is over: the trials run."""
-    manifest = link.manifest
-    config = SearchConfig.from_dict(manifest["config"])
-    distributed.check_shared(manifest, tuner_dir)
-    uri = distributed.check_tracking(manifest, tracking_uri)
-    config = dataclasses.replace(config, overwrite=False, workers=0, distributed="none",
-                                 oracle_address="", tuner_dir=tuner_dir or config.tuner_dir,
-                                 verbose=config.verbose if verbose is None else verbose)
-    configure_devices(config.deterministic)
-    dataset = data.load(config.data, echo=echo)
-    tracker = Tracker(uri, config.project_name)
-    tracker.parent_run_id, tracker.search_id = manifest["run_id"], manifest["search_id"]
-    keras.utils.set_random_seed(config.seed)
-    strategy = distribution_strategy(config.strategy, echo)
-    kt_config.DEBUG = config.verbose > 0
-    with distributed.keras_tuner_role(link.address, link.worker_id):
-        tuner = create_tuner(config, make_hypermodel(config, dataset, strategy), tracker, echo,
-                             strategy=strategy)
-        tuner.link = link
-        echo(f"worker {link.worker_id}: running trials of MLflow run {tracker.parent_run_id} "
-             f"for the chief at {link.address}")
+def run_worker(link, verbose: int | None = None, echo=print) -> int:
+    """Run trials for the chief ``link`` reached (see distributed.join) until it says the
+    search is over: the trials run."""
+    manifest, reason = link.manifest, "error"
+    try:
+        config = dataclasses.replace(
+            SearchConfig.from_dict(manifest["config"]), overwrite=False, workers=0,
+            distributed="none", oracle_address="", tuner_dir=link.tuner_dir,
+            verbose=manifest["config"]["verbose"] if verbose is None else verbose)
+        configure_devices(config.deterministic)
+        dataset = data.load(config.data, echo=echo)
+        tracker = Tracker(link.tracking_uri, config.project_name)
+        tracker.parent_run_id, tracker.search_id = manifest["run_id"], manifest["search_id"]
+        keras.utils.set_random_seed(config.seed)
+        hypermodel = make_hypermodel(config, dataset, distribution_strategy(config.strategy, echo))
+        kt_config.DEBUG = config.verbose > 0
         args, kwargs = fit_arguments(config, dataset)
-        reason = "error"
-        try:
-            with StopRequests(echo) as tuner.stop:
-                tuner.search(*args, **kwargs)
-            reason = tuner.stopped_by or "stopped"
-        except KeyboardInterrupt:
-            reason = "interrupted"
-            raise Interrupted(f"worker {link.worker_id} interrupted; restart it with the same "
-                              "--worker-id to take its trial back") from None
-        finally:
-            link.close(reason)
+        # keras-tuner reads its settings when the tuner is made and whenever it saves.
+        with distributed.keras_tuner_role(link.address, link.worker_id), \
+                StopRequests(echo) as stop:
+            tuner = create_tuner(config, hypermodel, tracker, echo, strategy=hypermodel.strategy,
+                                 stop=stop)
+            tuner.link = link
+            echo(f"worker {link.worker_id}: running trials of MLflow run "
+                 f"{tracker.parent_run_id} for the chief at {link.address}")
+            tuner.search(*args, **kwargs)
+        reason = tuner.stopped_by or "stopped"
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        raise Interrupted(f"worker {link.worker_id} interrupted; restart it with the same "
+                          "--worker-id to take its trial back") from None
+    finally:
+        link.close(reason)
     echo(f"worker {link.worker_id}: {tuner.trials_run} trials run; the search is over "
          f"({reason})")
     return tuner.trials_run
@@ -212,9 +207,9 @@ def _serve_workers(config, tuner, tracker, address, echo):
 def _manifest(config, tracker, tracking_uri) -> dict:
     """What a worker needs to join: the search's settings (paths made absolute), its MLflow
     parent run and the store the workers log to."""
-    def absolute(path):
-        return str(Path(path).expanduser().resolve()) if path and Path(path).expanduser().exists() \
-            else path
+    def absolute(path):  # a file or folder that exists here; a data set's name as it is
+        found = Path(path).expanduser() if path else None
+        return str(found.resolve()) if found is not None and found.exists() else path
 
     data_config = dataclasses.replace(config.data, dataset=absolute(config.data.dataset),
                                       data_dir=absolute(config.data.data_dir))
@@ -272,6 +267,9 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
     elif tuner.stopped_by == "no workers":
         echo(f"the workers left after {len(trials)} trials: the best so far is the result; "
              "start workers and run the same command again to finish the search")
+    if not trials and tuner.stopped_by == "no workers":
+        raise SearchError("no worker ran a trial: start workers (autocnn worker "
+                          "--oracle-address ...) and run the same command again")
     if not completed:
         raise SearchError(f"no trial succeeded; most common reason: {_most_common_reason(tuner)}")
     best = tuner.oracle.get_best_trials(1)[0]
@@ -401,7 +399,7 @@ def retrain(hypermodel, trial, dataset, config, callbacks=()):
     """Train the trial's configuration afresh on train + val for its best number of epochs."""
     keras.utils.set_random_seed(config.seed)
     keras.backend.clear_session()
-    strategy = getattr(hypermodel, "strategy", None)
+    strategy = hypermodel.strategy
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = hypermodel.build(trial.hyperparameters)
     both = dataset.pipeline(dataset.train.concat(dataset.val), PIPELINE_BATCH, shuffle=True,

@@ -212,11 +212,13 @@ class CNNHyperModel(kt.HyperModel):
 
     Backbones join the space only when the rules ask for them (see `with_defaults`).
     ``weights``: the backbones' weights; ``feature_cache``: where frozen backbones' features are
-    kept between epochs and trials (None to compute them afresh, as for a benchmark).
+    kept between epochs and trials (None to compute them afresh, as for a benchmark);
+    ``strategy``: the tf.distribute strategy models are built and trained under (None: the
+    default); the batch size searched is per replica, so each step sees that many times more.
     """
 
     def __init__(self, input_shape, num_classes, max_params=None, rules=None, weights=None,
-                 feature_cache=transfer.FEATURE_CACHE, **kwargs):
+                 feature_cache=transfer.FEATURE_CACHE, strategy=None, **kwargs):
         super().__init__(**kwargs)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
@@ -227,6 +229,12 @@ class CNNHyperModel(kt.HyperModel):
         self.rules = check_rules(rules, self.input_shape)
         self.weights = weights
         self.feature_cache = feature_cache
+        self.strategy = strategy
+
+    @property
+    def replicas(self) -> int:
+        """How many devices train each model in step."""
+        return self.strategy.num_replicas_in_sync if self.strategy is not None else 1
 
     def build(self, hp):
         try:
@@ -241,7 +249,7 @@ class CNNHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)
-        batch_size = training_hyperparameters(Space(hp, self.rules))
+        batch_size = training_hyperparameters(Space(hp, self.rules)) * self.replicas
         schedule = cosine_schedule if hp.get("lr_schedule") == "cosine" else None
         with warnings.catch_warnings():
             # A rebatched pipeline has no known length, so Keras finds each epoch's end by

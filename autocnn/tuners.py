@@ -159,10 +159,8 @@ class TrackedTrials:
         if self.link is not None:
             # keras-tuner's protocol carries neither a failure's message nor the time an epoch
             # took (the chief's retraining estimate): tell the chief before ending the trial.
-            epochs = self._epochs.get(trial.trial_id, 0)
-            seconds = time.monotonic() - self._started[trial.trial_id]
             self.link.send(ended={"trial": trial.trial_id, "message": trial.message,
-                                  "epoch_seconds": seconds / epochs if epochs else None})
+                                  "epoch_seconds": self._timing(trial.trial_id)[1]})
         try:
             super().on_trial_end(trial)
         finally:
@@ -171,12 +169,18 @@ class TrackedTrials:
             ended.message = ended.message or trial.message
             self._record(ended)
 
+    def _timing(self, trial_id) -> tuple[float, float | None]:
+        """Seconds since the trial began, and per epoch (None before its first epoch)."""
+        seconds = time.monotonic() - self._started[trial_id]
+        epochs = self._epochs.get(trial_id, 0)
+        return seconds, (seconds / epochs if epochs else None)
+
     def _record(self, trial):
-        seconds = time.monotonic() - self._started.pop(trial.trial_id)
+        seconds, per_epoch = self._timing(trial.trial_id)
+        del self._started[trial.trial_id], self._epochs[trial.trial_id]
         self._durations.append(seconds)
-        epochs = self._epochs.pop(trial.trial_id, 0)
-        if epochs:
-            self.epoch_seconds[trial.trial_id] = seconds / epochs
+        if per_epoch:
+            self.epoch_seconds[trial.trial_id] = per_epoch
         run_id = self._runs.pop(trial.trial_id)
         said = self._log_trial(run_id, trial, self._logged.pop(trial.trial_id),
                                {"trial_seconds": seconds, "peak_rss_mb": peak_rss_mb()})

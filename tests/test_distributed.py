@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import keras_tuner as kt
 import pytest
@@ -166,6 +167,30 @@ def test_a_worker_meets_the_chief_and_gets_the_search(tmp_path):
         made.close()
 
 
+def test_a_worker_that_cannot_work_here_says_so_and_leaves(tmp_path):
+    made, _ = chief(tmp_path)
+    made.manifest = {"config": {"worker_timeout": 10, "seed": 3,
+                                "tuner_dir": str(tmp_path / "elsewhere")},
+                     "project_name": "p", "search_id": "s1"}
+    address = made.listen()
+    try:
+        with pytest.raises(DistributedError, match="is not on this machine"):
+            distributed.join(address, "w1", connect_timeout=10)
+        assert made.left == {"w1": "error"}
+    finally:
+        made.close()
+
+
+def test_the_chief_waits_for_workers_a_while_after_the_last_leaves(tmp_path):
+    made = Chief(oracle(tmp_path), Address("127.0.0.1", 0), {}, worker_timeout=0.5,
+                 echo=lambda *_: None)
+    made.beat({"worker": "w1", "host": "h", "pid": 1, "hello": True})
+    made.beat({"worker": "w1", "host": "h", "pid": 1, "bye": "error"})
+    started = time.monotonic()
+    assert made.serve(poll=0.01) == "no workers"
+    assert time.monotonic() - started >= 0.5  # another worker could have joined meanwhile
+
+
 def test_settings_travel_to_workers_and_back():
     config = SearchConfig(data=DataConfig(image_size=(16, 16)), workers=2, space={"filters": [8]})
     back = SearchConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config))))
@@ -204,8 +229,9 @@ def test_the_batch_size_searched_is_per_replica(monkeypatch):
 
     seen = []
     monkeypatch.setattr(transfer, "rebatch", lambda data, size: seen.append(size) or data)
+    two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
     hypermodel = space.CNNHyperModel((8, 8, 1), 2, rules={"batch_size": 16, "num_blocks": 1},
-                                     replicas=2)
+                                     strategy=two_replicas)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     data = tf.data.Dataset.from_tensor_slices(
