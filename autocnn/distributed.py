@@ -172,7 +172,8 @@ class Chief:
                     self.messages[ended["trial"]] = ended["message"]
                 if ended.get("epoch_seconds"):
                     self.epoch_seconds[ended["trial"]] = ended["epoch_seconds"]
-        reply = {"deadline": self.deadline}
+        # Seconds left rather than the deadline itself: the machines' clocks may differ.
+        reply = {"remaining": None if self.deadline is None else self.deadline - time.time()}
         if request.get("hello"):
             reply["manifest"] = self.manifest
         return reply
@@ -354,7 +355,8 @@ def _requeue(oracle, tuner_id: str) -> None:
 
 class Link:
     """A worker's line to the chief: the first beat gets the search, then one beat every few
-    seconds in a thread until ``close`` (which trial runs); the latest budget deadline."""
+    seconds in a thread until ``close`` (which trial runs); ``deadline``: when the budget ends,
+    by this machine's clock."""
 
     def __init__(self, address: Address, worker_id: str, connect_timeout: float = 30.0):
         import grpc
@@ -387,7 +389,8 @@ class Link:
     def send(self, **extra) -> dict:
         reply = self._beat({"worker": self.worker_id, "host": socket.gethostname(),
                             "pid": os.getpid(), "trial": self.trial, **extra}, timeout=10)
-        self.deadline = reply.get("deadline")
+        remaining = reply.get("remaining")
+        self.deadline = None if remaining is None else time.time() + remaining
         return reply
 
     def _run(self, interval: float) -> None:

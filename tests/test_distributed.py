@@ -155,8 +155,10 @@ def test_a_worker_meets_the_chief_and_gets_the_search(tmp_path):
         link = distributed.Link(address, "w1", connect_timeout=10)
         assert link.manifest["run_id"] == "r" and link.seed == 3
         link.trial = "00"
+        made.deadline = time.time() + 100  # the chief's budget, as seconds left to the worker
         link.send()
         assert made.workers["w1"]["trial"] == "00"
+        assert 95 < link.deadline - time.time() <= 100
         link.send(ended={"trial": "00", "message": "Traceback ...\nValueError: boom",
                          "epoch_seconds": 1.5})
         assert made.messages == {"00": "Traceback ...\nValueError: boom"}
