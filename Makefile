@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 5000
 HOST ?= 127.0.0.1
+BUDGET ?= 60m
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo fashion-mnist test bench lint ui mlflow-server clean clean-runs
@@ -29,7 +30,8 @@ fashion-mnist: $(INSTALLED) ## Run pipelines/fashion_mnist.yaml: the full Fashio
 test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
 	$(BIN)/python -m pytest
 
-bench: $(INSTALLED) ## Run the benchmarks (frozen-feature cache; folder loading at 20,000 images)
+bench: $(INSTALLED) ## Run the benchmarks: Fashion-MNIST against the baselines (BUDGET=60m each), feature cache, folder loading
+	$(BIN)/python benchmarks/fashion_mnist.py --budget $(BUDGET)
 	$(BIN)/python benchmarks/transfer_features.py
 	$(BIN)/python benchmarks/folder_loading.py --images 20000
 

@@ -1,0 +1,279 @@
+"""Fashion-MNIST: autocnn against the reference CNN and a hand-run KerasTuner search, each given
+the same wall-clock budget, on the same train / validation / test split.
+
+1. autocnn: its search, retraining and evaluation (`--time-budget`), as `autocnn search` runs it;
+2. the reference CNN (CONV 16 5x5 pad 2 -> BN -> ReLU -> max-pool 2 -> CONV 32 5x5 pad 2 -> BN
+   -> ReLU -> max-pool 2 -> dense), trained with Adam until the budget ends, early stopping on
+   validation accuracy (best weights restored);
+3. KerasTuner's `HyperResNet` and `HyperXception` with `RandomSearch`, as a user would write it
+   (images resized to 32x32, the smallest a ResNet takes), stopped at the budget.
+
+Each row: test accuracy, macro F1, wall time, trials, the best model's parameters and its
+inference speed (images/s, `model.predict` in batches of 256, after a warm-up). The table goes to
+OUTPUT/fashion_mnist.md with the hardware it ran on, and is printed.
+
+    python benchmarks/fashion_mnist.py                       # 60 minutes each: about 4 hours
+    python benchmarks/fashion_mnist.py --budget 10m --only autocnn,reference
+    python benchmarks/fashion_mnist.py --dataset digits --budget 15s --output /tmp/bench
+"""
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+METHODS = ("autocnn", "reference", "hyperresnet", "hyperxception")
+COLUMNS = ("method", "test accuracy", "macro F1", "wall time", "trials", "parameters",
+           "inference images/s")
+
+
+def main(argv=None):
+    from autocnn.control import parse_duration
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", default="60m", help="wall-clock budget per method (60m, 90s)")
+    parser.add_argument("--dataset", default="fashion_mnist", help="any autocnn data set")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--train", type=int, default=None, help="use only this many training "
+                        "images (and a fifth as many validation and test images): a smoke run")
+    parser.add_argument("--only", default=",".join(METHODS), help="comma-separated methods")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    budget = parse_duration(args.budget)
+    methods = [m.strip() for m in args.only.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown method {', '.join(unknown)}: choose from {', '.join(METHODS)}")
+
+    import keras
+
+    from autocnn import data
+    from autocnn.config import DataConfig
+
+    dataset = data.load(DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed))
+    if args.train:
+        dataset = _subset(dataset, args.train)
+    print(dataset.summary(), flush=True)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method in methods:
+        print(f"\n== {method}: {args.budget}", flush=True)
+        keras.utils.set_random_seed(args.seed)
+        keras.backend.clear_session()
+        started = time.monotonic()
+        row = RUNNERS[method](dataset, budget, args)
+        row.update(method=method, seconds=time.monotonic() - started)
+        rows.append(row)
+        print(_format_row(row), flush=True)
+        table = report(rows, dataset, args)  # after each method: a long run keeps what it has
+        (out / "fashion_mnist.md").write_text(table)
+    print(f"\n{table}\nwritten to {out / 'fashion_mnist.md'}")
+
+
+def _subset(dataset, train: int):
+    import dataclasses
+
+    small = max(train // 5, dataset.num_classes)
+    def first(split, count):
+        return split.take(range(min(count, len(split))))
+
+    return dataclasses.replace(dataset, train=first(dataset.train, train),
+                               val=first(dataset.val, small), test=first(dataset.test, small))
+
+
+def run_autocnn(dataset, budget, args):
+    from autocnn.config import DataConfig, SearchConfig
+    from autocnn.search import run_search
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = SearchConfig(
+            data=DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed),
+            tuner="bayesian", max_trials=1000, epochs=20, patience=4, seed=args.seed,
+            time_budget=budget, register=False, tracking_uri=f"sqlite:///{folder}/mlflow.db",
+            tuner_dir=f"{folder}/tuner", project="benchmark")
+        result = run_search(config, echo=lambda line: print(line, flush=True), dataset=dataset)
+    return {**_scores(result.model, dataset, dataset.test), "trials":
+            result.trials_completed + result.trials_failed}
+
+
+def reference_cnn(input_shape, classes):
+    """The course notes' CNN: two 5x5 convolutions (16 and 32 filters, padding 2) with batch
+    norm, ReLU and 2x2 max-pooling, then a dense softmax layer."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        keras.Input(input_shape),
+        layers.Conv2D(16, 5, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(32, 5, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+        layers.MaxPooling2D(2),
+        layers.Flatten(), layers.Dense(classes, activation="softmax"),
+    ])
+
+
+def run_reference(dataset, budget, args):
+    import keras
+
+    from autocnn.tuners import StopAt
+
+    model = reference_cnn(dataset.input_shape, dataset.num_classes)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x, y = _arrays(dataset.train)
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5,
+                                         restore_best_weights=True)
+    model.fit(x, y, batch_size=64, epochs=10_000, validation_data=_arrays(dataset.val),
+              callbacks=[stop, StopAt(_deadline(budget))], verbose=2)
+    return {**_scores(model, dataset, dataset.test), "trials": 1}
+
+
+def run_hyperresnet(dataset, budget, args):
+    import keras_tuner as kt
+
+    return _keras_tuner(kt.applications.HyperResNet, dataset, budget, args)
+
+
+def run_hyperxception(dataset, budget, args):
+    import keras_tuner as kt
+
+    return _keras_tuner(kt.applications.HyperXception, dataset, budget, args)
+
+
+def _keras_tuner(application, dataset, budget, args):
+    """RandomSearch over a KerasTuner application, stopped at the budget: no trial starts after
+    it, and the running one stops there (its partial epoch is validated)."""
+    import keras
+    import keras_tuner as kt
+
+    from autocnn.tuners import StopAt
+
+    deadline = _deadline(budget)
+
+    class OutOfTime(Exception):
+        pass
+
+    class TimedRandomSearch(kt.RandomSearch):
+        def pre_create_trial(self):
+            if time.time() >= deadline:
+                raise OutOfTime
+
+    size = max(32, *dataset.input_shape[:2])  # a ResNet needs 32x32 at least
+    resize = _resizer(size)
+    x, y = _arrays(dataset.train)
+    val = _arrays(dataset.val)
+    # The applications compile with categorical cross-entropy: one-hot labels.
+    y, val = (keras.utils.to_categorical(y, dataset.num_classes),
+              (val[0], keras.utils.to_categorical(val[1], dataset.num_classes)))
+    hypermodel = application(input_shape=(size, size, dataset.input_shape[2]),
+                             classes=dataset.num_classes)
+    with tempfile.TemporaryDirectory() as folder:
+        tuner = TimedRandomSearch(hypermodel, objective="val_accuracy", max_trials=10_000,
+                                  seed=args.seed, directory=folder, project_name="p")
+        try:
+            tuner.search(resize(x), y, epochs=20, validation_data=(resize(val[0]), val[1]),
+                         callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3),
+                                    StopAt(deadline)], verbose=2)
+        except OutOfTime:
+            pass
+        trials = len(tuner.oracle.trials)
+        best = tuner.oracle.get_best_trials(1)
+        if not best or best[0].status != "COMPLETED" or best[0].score is None:
+            return {"trials": trials}
+        model = tuner.get_best_models(1)[0]
+        return {**_scores(model, dataset, dataset.test, resize), "trials": trials}
+
+
+def _deadline(budget: float) -> float:
+    # What the budget leaves after the final evaluation (as autocnn keeps for its own).
+    return time.time() + budget - min(max(0.05 * budget, 5.0), 60.0)
+
+
+def _arrays(split):
+    images = split.images.astype("float32")
+    if split.images.dtype.kind == "u":
+        images /= 255.0
+    return images, split.labels
+
+
+def _resizer(size):
+    def resize(images):
+        import numpy as np
+        import tensorflow as tf
+
+        if images.shape[1:3] == (size, size):
+            return images
+        return np.concatenate([tf.image.resize(images[i:i + 4096], (size, size)).numpy()
+                               for i in range(0, len(images), 4096)])
+
+    return resize
+
+
+def _scores(model, dataset, split, prepare=lambda images: images):
+    """Test accuracy and macro F1, parameters, and images per second through ``predict``."""
+    import numpy as np
+
+    from autocnn.evaluate import compute_metrics
+
+    images, labels = _arrays(split)
+    images = prepare(images)
+    model.predict(images[:256], batch_size=256, verbose=0)  # warm-up: tracing, allocation
+    started = time.perf_counter()
+    predicted = np.argmax(model.predict(images, batch_size=256, verbose=0), axis=-1)
+    speed = len(images) / (time.perf_counter() - started)
+    metrics = compute_metrics(labels, predicted, dataset.class_names)
+    return {"accuracy": metrics["accuracy"], "f1": metrics["f1_macro"],
+            "parameters": model.count_params(), "images_per_second": speed}
+
+
+def _format_row(row) -> str:
+    def number(key, spec):
+        return format(row[key], spec) if row.get(key) is not None else "no trial finished"
+
+    from autocnn.control import format_duration
+
+    return (f"| {row['method']} | {number('accuracy', '.4f')} | {number('f1', '.4f')} | "
+            f"{format_duration(row['seconds'])} | {row.get('trials', 0)} | "
+            f"{number('parameters', ',')} | {number('images_per_second', ',.0f')} |")
+
+
+def report(rows, dataset, args) -> str:
+    """The markdown table, with what it ran on."""
+    header = (f"| {' | '.join(COLUMNS)} |\n|{'|'.join(' --- ' for _ in COLUMNS)}|\n")
+    lines = "\n".join(_format_row(row) for row in rows)
+    return (f"# {dataset.name}: {args.budget} per method\n\n"
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {_hardware()}; "
+            f"{len(dataset.train)} train / {len(dataset.val)} validation / "
+            f"{len(dataset.test)} test images; seed {args.seed}\n\n{header}{lines}\n")
+
+
+def _hardware() -> str:
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+    return (f"{cpu}, {os.cpu_count()} cores, " + (", ".join(gpus) if gpus else "no GPU")
+            + f"; Python {sys.version.split()[0]}, TensorFlow {tf.__version__}")
+
+
+RUNNERS = {"autocnn": run_autocnn, "reference": run_reference, "hyperresnet": run_hyperresnet,
+           "hyperxception": run_hyperxception}
+
+if __name__ == "__main__":
+    main()
