@@ -61,6 +61,11 @@ def test_a_time_budget_stops_the_running_trial_and_starts_no_other(tmp_path):
     assert any("of 0:25 left" in line for line in lines if line.startswith("trial"))
 
 
+def test_a_budget_too_short_for_any_trial_says_so(tmp_path):
+    with pytest.raises(SearchError, match=r"time budget \(0:02\) ended before the first trial"):
+        run_search(config(tmp_path, time_budget=2), echo=lambda *_: None)
+
+
 def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp_path):
     uri = f"sqlite:///{tmp_path}/db.db"
     args = ["search", "--max-trials", "4", "--epochs", "3", "--seed", "5", "--set",
