@@ -37,6 +37,9 @@ def format_summary(result, config) -> str:
          else f"no: the best trial's model, trained on train ({result.kept_because})"),
         *(metric_rows(m, "test ") if m else [("test split", "not evaluated (--no-evaluate)")]),
         ("time", f"{format_duration(result.seconds)}{budget}"),
+        *([("trial overhead", f"{result.overhead_seconds:.1f}s a trial on average (building, "
+                              "compiling, tracing the first step, logging)")]
+          if result.overhead_seconds is not None else []),
         ("MLflow run", result.run_id),
     ]
     reg = result.registration

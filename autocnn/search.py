@@ -44,6 +44,7 @@ class SearchResult:
     kept_because: str = ""  # why the best trial's model was kept rather than retrained
     seconds: float = 0.0  # wall-clock time of the whole search
     stopped_by: str | None = None  # "time budget" when it ended the search early
+    overhead_seconds: float | None = None  # a trial's mean time beyond training (see tuners)
 
 
 def run_search(config: SearchConfig, echo=print,
@@ -278,10 +279,11 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
     best = tuner.oracle.get_best_trials(1)[0]
     best_values = space.active_values(best.hyperparameters)
     tracker.log_params(tracker.parent_run_id, {f"best_{k}": v for k, v in best_values.items()})
-    tracker.log_metrics(tracker.parent_run_id, {"best_val_accuracy": best.score,
-                                                "trials_completed": len(completed),
-                                                "trials_failed": len(trials) - len(completed),
-                                                "search_seconds": budget.elapsed})
+    overhead = float(np.mean(list(tuner.overheads.values()))) if tuner.overheads else None
+    tracker.log_metrics(tracker.parent_run_id, {
+        "best_val_accuracy": best.score, "trials_completed": len(completed),
+        "trials_failed": len(trials) - len(completed), "search_seconds": budget.elapsed,
+        **({"mean_overhead_seconds": overhead} if overhead is not None else {})})
     if tuner.stopped_by:
         tracker.set_tag("autocnn.stopped_by", tuner.stopped_by)
     model, history, epochs, kept_because = _final_model(config, hypermodel, tuner, best, dataset,
@@ -305,7 +307,7 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
                         len(completed), len(trials) - len(completed), epochs,
                         metrics, registration, model, kept_because, budget.elapsed,
-                        tuner.stopped_by)
+                        tuner.stopped_by, overhead)
 
 
 def _finished(tuner) -> int:

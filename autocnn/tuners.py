@@ -50,6 +50,8 @@ class TrackedTrials:
         self.link = None  # a distributed.Link: this tuner is a worker of that chief
         self._runs, self._started, self._logged, self._durations = {}, {}, {}, []
         self._epochs, self.epoch_seconds = {}, {}
+        self._epoch_began, self._epoch_times = 0.0, {}
+        self.overheads = {}  # trial id -> seconds spent beyond training (see trial_overhead)
         self._gradients = set()
         self._search_started = time.monotonic()
         super().__init__(*args, **kwargs)
@@ -150,7 +152,13 @@ class TrackedTrials:
             return None
         return time.time() + self.budget.search_remaining
 
+    def on_epoch_begin(self, trial, model, epoch, logs=None):
+        super().on_epoch_begin(trial, model, epoch, logs=logs)
+        self._epoch_began = time.monotonic()
+
     def on_epoch_end(self, trial, model, epoch, logs=None):
+        self._epoch_times.setdefault(trial.trial_id, []).append(
+            time.monotonic() - self._epoch_began)
         super().on_epoch_end(trial, model, epoch, logs=logs)
         self._epochs[trial.trial_id] = self._epochs.get(trial.trial_id, 0) + 1
         self.tracker.log_epoch(self._runs[trial.trial_id], epoch, logs or {})
@@ -182,8 +190,11 @@ class TrackedTrials:
         if per_epoch:
             self.epoch_seconds[trial.trial_id] = per_epoch
         run_id = self._runs.pop(trial.trial_id)
-        said = self._log_trial(run_id, trial, self._logged.pop(trial.trial_id),
-                               {"trial_seconds": seconds, "peak_rss_mb": peak_rss_mb()})
+        metrics = {"trial_seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+        overhead = trial_overhead(seconds, self._epoch_times.pop(trial.trial_id, []))
+        if overhead is not None:
+            self.overheads[trial.trial_id] = metrics["overhead_seconds"] = overhead
+        said = self._log_trial(run_id, trial, self._logged.pop(trial.trial_id), metrics)
         if self.link is not None:
             self.link.trial = None
         self._update_reserve()
@@ -303,6 +314,15 @@ class StopAt(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._timer is not None:
             self._timer.cancel()
+
+
+def trial_overhead(seconds: float, epochs: list[float]) -> float | None:
+    """What a trial of ``seconds`` spent beyond training at its steady pace (``epochs``: each
+    epoch's seconds): building and compiling the model, tracing the first step, checkpoints,
+    logging. None with fewer than two epochs (the first one's time includes the tracing)."""
+    if len(epochs) < 2:
+        return None
+    return max(seconds - float(np.median(epochs[1:])) * len(epochs), 0.0)
 
 
 def traced_gradients() -> set:

@@ -182,6 +182,17 @@ def test_the_same_seed_gives_the_same_choices_and_test_metrics(tmp_path):
     assert first.best_hyperparameters == second.best_hyperparameters
     assert first.metrics["accuracy"] == second.metrics["accuracy"]
     assert first.metrics["confusion_matrix"] == second.metrics["confusion_matrix"]
+    # Each trial's time beyond training is measured (two epochs each) and summed up.
+    _, _, trial_runs = runs(tmp_path, "a")
+    overheads = [r.data.metrics["overhead_seconds"] for r in trial_runs]
+    assert len(overheads) == 3 and all(0 <= o < r.data.metrics["trial_seconds"]
+                                       for o, r in zip(overheads, trial_runs))
+    assert first.overhead_seconds == pytest.approx(sum(overheads) / 3)
+
+
+def test_a_trials_overhead_is_what_its_steady_epochs_do_not_explain():
+    assert tuners.trial_overhead(10.0, [4.0, 2.0, 2.0]) == pytest.approx(4.0)
+    assert tuners.trial_overhead(5.0, [4.0]) is None  # the one epoch includes the tracing
 
 
 def test_isolated_trials_run_in_their_own_processes(tmp_path):
