@@ -154,7 +154,7 @@ class Chief:
         worker = str(request.get("worker", ""))
         with self._lock:
             known = self.workers.get(worker)
-            alive = known and not known["bye"] and self._silence(known) < self.worker_timeout
+            alive = known is not None and self._alive(known)
             process = (request.get("host"), request.get("pid"))
             if request.get("hello") and alive and (known["host"], known["pid"]) != process:
                 return {"error": f"worker id {worker!r} is in use by process {known['pid']} on "
@@ -192,7 +192,8 @@ class Chief:
             # Hyperband waits for a round's trials: keras-tuner's workers ask again at once,
             # so answer after a pause rather than spin.
             time.sleep(self.idle_pause)
-        elif trial.status == trial_module.TrialStatus.STOPPED:
+        elif trial.status == trial_module.TrialStatus.STOPPED:  # its trials or space ran out
+            self._servicer_stopped = True
             self.told_to_stop.add(tuner_id)
         elif trial.status == trial_module.TrialStatus.RUNNING:
             with self._lock:
@@ -267,9 +268,12 @@ class Chief:
     def _silence(self, worker: dict) -> float:
         return self.clock() - worker["seen"]
 
+    def _alive(self, worker: dict) -> bool:
+        """Not gone: it has not said goodbye and was heard from within the timeout."""
+        return not worker["bye"] and self._silence(worker) < self.worker_timeout
+
     def _any_alive(self) -> bool:
-        return any(not w["bye"] and self._silence(w) < self.worker_timeout
-                   for w in self.workers.values())
+        return any(self._alive(w) for w in self.workers.values())
 
     def reassign_silent(self) -> list[str]:
         """Put back in the queue the trials of workers silent for ``worker_timeout``; their ids."""
@@ -281,7 +285,7 @@ class Chief:
                     self.workers[tuner_id] = worker = {"seen": self.clock(), "host": "?",
                                                        "pid": None, "trial": trial.trial_id,
                                                        "bye": False}
-            if self._silence(worker) < self.worker_timeout and not worker["bye"]:
+            if self._alive(worker):
                 continue
             _requeue(self.oracle, tuner_id)
             self.started.pop(trial.trial_id, None)
@@ -295,8 +299,7 @@ class Chief:
         self.stopping = self.stopping or "ended"
         until = self.clock() + grace
         while self.clock() < until and any(
-                worker not in self.told_to_stop and not w["bye"]
-                and self._silence(w) < self.worker_timeout
+                worker not in self.told_to_stop and self._alive(w)
                 for worker, w in self.workers.items()):
             time.sleep(poll)
 
@@ -310,13 +313,8 @@ def _servicer(chief: Chief):
         def CreateTrial(self, request, context):
             from keras_tuner.src import protos
 
-            def hand_out():
-                trial = self.oracle.create_trial(request.tuner_id)
-                if trial.status == "STOPPED":
-                    chief._servicer_stopped = True
-                return trial
-
-            trial = chief.create_trial(request.tuner_id, hand_out)
+            trial = chief.create_trial(request.tuner_id,
+                                       lambda: self.oracle.create_trial(request.tuner_id))
             return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
 
         def EndTrial(self, request, context):
