@@ -60,6 +60,11 @@ def cli():
               help="Most epochs per trial (Hyperband's max_epochs).")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop a trial after this many epochs without a better val_accuracy.")
+@click.option("--trial-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, metavar="FRACTION",
+              help="Train each trial on this share of the training images (stratified, the "
+                   "same for every trial): cheaper trials, more of them in a budget. The best "
+                   "configuration is retrained on all of them.")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Fixes the split, the tuner's choices and the weight initialisation.")
 @click.option("--max-failed-trials", type=click.IntRange(min=1), default=10, show_default=True,

@@ -46,6 +46,7 @@ class SearchConfig:
     max_trials: int = 10  # trials to run, rejected architectures included
     epochs: int = 20  # most epochs per trial (Hyperband's max_epochs)
     patience: int = 5  # early stopping on validation accuracy, in epochs
+    trial_fraction: float = 1.0  # of the training images each trial trains on (retraining: all)
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     time_budget: float | None = None  # seconds for the whole command (search and retraining)
@@ -88,6 +89,9 @@ class SearchConfig:
         for name in ("max_trials", "epochs", "patience", "max_failed_trials"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.trial_fraction <= 1:
+            raise ConfigError("trial_fraction is the share of the training images each trial "
+                              f"trains on: more than 0, at most 1, got {self.trial_fraction}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ConfigError(f"time_budget must be more than zero, got {self.time_budget}")
         from autocnn.backbones import resolve_weights

@@ -87,7 +87,7 @@ PRESETS = {
     "resnet18": _resnet(2), "resnet34": _resnet(3), "densenet": _densenet,
     "inception": _inception, "mobilenet": _mobilenet, "nin": _nin,
 }
-WARM_START = ("lenet5", "resnet18", "mobilenet")  # tried after the defaults, small to larger
+WARM_START = ("lenet5", "vgg11", "resnet18", "mobilenet")  # tried after the defaults, in order
 
 
 def preset(name: str, input_shape) -> dict:

@@ -15,6 +15,7 @@ from keras_tuner.src import config as kt_config
 
 from autocnn import backbones, data, distributed, evaluate, isolation, presets, sizing, space
 from autocnn.config import SearchConfig
+from autocnn.cost import TrialCost
 from autocnn.control import (
     Budget,
     Interrupted,
@@ -76,6 +77,10 @@ def run_search(config: SearchConfig, echo=print,
                              warm_start=warm_start(config, dataset, search_rules(config, dataset)),
                              budget=budget, strategy=strategy,
                              reserve=_retrain_seconds(config, dataset),
+                             cost=TrialCost(hypermodel, len(trial_images(config, dataset)),
+                                            len(dataset.val), config.epochs,
+                                            len(dataset.train) + len(dataset.val)
+                                            if config.retrain else None),
                              isolate=isolation.Isolated(config, tracker) if config.isolate
                              else None)
     tracker.start_run(
@@ -225,11 +230,21 @@ def fit_arguments(config: SearchConfig, dataset) -> tuple[tuple, dict]:
     """What every trial's fit gets: the pipelines, epochs and early stopping."""
     stop_early = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max",
                                                patience=config.patience)
-    train = dataset.pipeline(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
+    train = dataset.pipeline(trial_images(config, dataset), PIPELINE_BATCH, shuffle=True,
+                             seed=config.seed)
     val = dataset.pipeline(dataset.val, PIPELINE_BATCH)
     # The pipeline shuffles; Keras's own shuffle flag would only warn on a tf.data input.
     return (train,), dict(validation_data=val, epochs=config.epochs, callbacks=[stop_early],
                           shuffle=False, verbose=config.verbose)
+
+
+def trial_images(config: SearchConfig, dataset) -> data.Split:
+    """The training images every trial trains on: all of them, or ``config.trial_fraction``
+    of each class (stratified and seeded, so every trial and worker gets the same ones)."""
+    if config.trial_fraction >= 1:
+        return dataset.train
+    return data.stratified_split(dataset.train, config.trial_fraction, config.seed,
+                                 dataset.class_names, dataset.name, "trial subset")[1]
 
 
 def configure_devices(deterministic: bool = False) -> None:
@@ -245,6 +260,9 @@ def configure_devices(deterministic: bool = False) -> None:
 def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, echo,
                         serving=contextlib.nullcontext()):
     limit = f" within {format_duration(config.time_budget)}" if config.time_budget else ""
+    if config.trial_fraction < 1:
+        echo(f"each trial trains on {len(trial_images(config, dataset))} of the "
+             f"{len(dataset.train)} training images (--trial-fraction {config.trial_fraction:g})")
     echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
          f"{config.epochs} epochs{limit}; MLflow run {tracker.parent_run_id} in "
          f"{tracker.tracking_uri}")
@@ -326,7 +344,7 @@ def _retrain_seconds(config, dataset):
     epoch (validation included, so a little over); None when there is no retraining."""
     if not config.retrain:
         return None
-    scale = (len(dataset.train) + len(dataset.val)) / len(dataset.train)
+    scale = (len(dataset.train) + len(dataset.val)) / len(trial_images(config, dataset))
     return lambda trial, per_epoch: per_epoch * (trial.best_step + 1) * scale
 
 

@@ -76,6 +76,7 @@ class SizingOps:
         self.input_shape = tuple(input_shape)
         self.strict = strict  # False: let vanishing maps pass (to explore a space's names)
         self.rows: list[Row] = []
+        self.macs = 0  # multiply-accumulates per image, a forward pass's cost (backbones: 0)
 
     @property
     def params(self) -> int:
@@ -101,11 +102,13 @@ class SizingOps:
 
     def conv(self, x, name, filters, kernel, stride=1, padding="same", use_bias=True, **_):
         out = self._window(x, name, kernel, stride, padding, filters)
+        self.macs += out.height * out.width * kernel * kernel * x.channels * filters
         return self._add(name, "Conv2D", out, kernel * kernel * x.channels * filters
                          + (filters if use_bias else 0))
 
     def depthwise(self, x, name, kernel, stride=1, padding="same", use_bias=True, **_):
         out = self._window(x, name, kernel, stride, padding, x.channels)
+        self.macs += out.height * out.width * kernel * kernel * x.channels
         return self._add(name, "DepthwiseConv2D", out, kernel * kernel * x.channels
                          + (x.channels if use_bias else 0))
 
@@ -137,6 +140,7 @@ class SizingOps:
 
     def dense(self, x, name, units, **_):
         out = Size(None, None, units, x.receptive_field, x.jump)
+        self.macs += x.channels * units
         return self._add(name, "Dense", out, x.channels * units + units)
 
     def backbone(self, x, entry, size):

@@ -14,6 +14,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from autocnn import cost as cost_module
 from autocnn import space
 from autocnn.config import SearchConfig
 from autocnn.control import Budget, format_duration
@@ -36,13 +37,16 @@ class TrackedTrials:
     ``budget``: the wall-clock Budget (no new trial starts when it would not end in time, the
     running one stops at it); ``stop``: a control.StopRequests (Ctrl-C); ``isolate``: a callable
     that runs a trial in a fresh process (see isolation.py); ``reserve``: seconds to keep for
-    retraining, given the best trial and its seconds per epoch.
+    retraining, given the best trial and its seconds per epoch; ``cost``: a cost.TrialCost, with
+    which the oracle passes over configurations too slow for the budget.
     """
 
     def __init__(self, *args, tracker: Tracker, total_trials: int, echo=print,
-                 budget: Budget | None = None, stop=None, isolate=None, reserve=None, **kwargs):
+                 budget: Budget | None = None, stop=None, isolate=None, reserve=None,
+                 cost=None, **kwargs):
         self.tracker, self.total_trials, self.echo = tracker, total_trials, echo
         self.budget, self.stop, self.isolate, self.reserve = budget, stop, isolate, reserve
+        self.cost = cost
         self.stopped_by = None  # why the search ended before its trials ran out
         self.deadline = None  # a fixed end for trials (an isolated trial's process)
         self.chief = None  # a distributed.Chief: this tuner serves its oracle to workers
@@ -55,6 +59,9 @@ class TrackedTrials:
         self._gradients = set()
         self._search_started = time.monotonic()
         super().__init__(*args, **kwargs)
+        if isinstance(self.oracle, WarmStart) and cost is not None and budget is not None \
+                and budget.seconds is not None:
+            self.oracle.affordable = self._affordable
 
     def search(self, *args, **kwargs):
         try:
@@ -108,6 +115,8 @@ class TrackedTrials:
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
+        if isinstance(self.oracle, WarmStart):
+            self._say_passed_over()
         if self.link is not None:
             self.link.trial = trial.trial_id
             # A worker killed in this trial left its run behind; whichever worker runs the
@@ -223,6 +232,41 @@ class TrackedTrials:
             per_epoch = self.epoch_seconds.get(best[0].trial_id,
                                                np.mean(list(self.epoch_seconds.values())))
             self.budget.reserve = self.reserve(best[0], per_epoch)
+
+    def _affordable(self, values: dict) -> str | None:
+        """Why a trial of ``values`` is too slow for the budget, or None when it is not (or
+        cannot be predicted yet): its trial must take at most half of the time left for
+        trials, and its retraining fit in the time left after it."""
+        hp = self.oracle.get_space()
+        hp.values = dict(values)
+        ran = {tid: (self.oracle.trials[tid].hyperparameters, seconds)
+               for tid, seconds in self.epoch_seconds.items() if tid in self.oracle.trials}
+        estimate = self.cost.predict(hp, ran)
+        if estimate is None:
+            return None
+        left = max(self.budget.search_remaining, 0)
+        after = max(self.budget.training_remaining - estimate.seconds, 0)
+        family = values.get("family", "")
+        model = (f"{'an' if family[:1] in tuple('aeiou') else 'a'} {family} model "
+                 f"({estimate.params:,} parameters, {estimate.macs / 1e6:,.1f}M multiply-adds "
+                 "an image)")
+        if estimate.seconds > cost_module.AFFORDABLE_SHARE * left:
+            return (f"{model}: its trial would take about {format_duration(estimate.seconds)}, "
+                    f"more than half of the {format_duration(left)} left for trials")
+        if estimate.retrain_seconds is not None and estimate.retrain_seconds > after:
+            return (f"{model}: retraining it would take about "
+                    f"{format_duration(estimate.retrain_seconds)}, more than the "
+                    f"{format_duration(after)} left after its trial")
+        return None
+
+    def _say_passed_over(self):
+        """One line for the configurations the oracle passed over before this trial."""
+        passed, self.oracle.passed_over = self.oracle.passed_over, []
+        if len(passed) == 1:
+            self.echo(f"passed over {passed[0]}")
+        elif passed:
+            self.echo(f"passed over {len(passed)} configurations too slow for the budget, "
+                      f"the last {passed[-1]}")
 
     def _resume(self):
         """Make MLflow agree with the tuner's trials after a crash or a kill: one finished run
@@ -394,16 +438,22 @@ def failure_reason(trial) -> str:
 
 
 class WarmStart:
-    """Mixin for a keras-tuner Oracle: the first trials try given configurations.
+    """Mixin for a keras-tuner Oracle: the first trials try given configurations, then the
+    oracle's own picks; ``affordable(values)`` (the reason values are too slow, or None) can
+    pass over either, up to PICKS picks a trial (the last one then runs).
 
     The first is the space's defaults, a sensible model for the input, so the best trial is
     never worse on validation than the defaults. Uses the oracles' public `populate_space` hook;
     a resumed search that already has those trials goes straight on.
     """
 
+    PICKS = 20
+
     def __init__(self, *args, warm_start=({},), **kwargs):
         super().__init__(*args, **kwargs)
         self.warm_start = list(warm_start)
+        self.affordable = None  # values -> why they are too slow, or None (set by the tuner)
+        self.passed_over = []  # the reasons, since the tuner last read them
 
     def populate_space(self, trial_id):
         index = len(self.trials)  # this trial is not among them yet
@@ -413,8 +463,19 @@ class WarmStart:
             for hp in space.space:
                 if hp.name in self.warm_start[index]:
                     values[hp.name] = nearest(hp, self.warm_start[index][hp.name])
-            return {"status": "RUNNING", "values": values}
-        return super().populate_space(trial_id)
+            if self._fits(values):
+                return {"status": "RUNNING", "values": values}
+        for _ in range(self.PICKS):
+            response = super().populate_space(trial_id)
+            if response["status"] != "RUNNING" or self._fits(response["values"]):
+                break
+        return response
+
+    def _fits(self, values) -> bool:
+        reason = self.affordable(values) if self.affordable is not None else None
+        if reason:
+            self.passed_over.append(reason)
+        return reason is None
 
 
 def nearest(hp, value):

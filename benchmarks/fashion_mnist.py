@@ -1,7 +1,9 @@
 """Fashion-MNIST: autocnn against the reference CNN and a hand-run KerasTuner search, each given
 the same wall-clock budget, on the same train / validation / test split.
 
-1. autocnn: its search, retraining and evaluation (`--time-budget`), as `autocnn search` runs it;
+1. autocnn: its search, retraining and evaluation, as `autocnn search --tuner bayesian
+   --epochs 20 --patience 4 --trial-fraction 0.25 --time-budget BUDGET` runs it (each trial on a
+   quarter of the training images, the best retrained on all of them);
 2. the reference CNN (CONV 16 5x5 pad 2 -> BN -> ReLU -> max-pool 2 -> CONV 32 5x5 pad 2 -> BN
    -> ReLU -> max-pool 2 -> dense), trained with Adam until the budget ends, early stopping on
    validation accuracy (best weights restored);
@@ -29,8 +31,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 METHODS = ("autocnn", "reference", "hyperresnet", "hyperxception")
-COLUMNS = ("method", "test accuracy", "macro F1", "wall time", "trials", "parameters",
-           "inference images/s")
+COLUMNS = ("method", "budget", "test accuracy", "macro F1", "wall time", "trials",
+           "parameters", "inference images/s", "finished (UTC)")
 
 
 def main(argv=None):
@@ -42,6 +44,9 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--train", type=int, default=None, help="use only this many training "
                         "images (and a fifth as many validation and test images): a smoke run")
+    parser.add_argument("--trial-fraction", type=float, default=0.25,
+                        help="autocnn's --trial-fraction: the share of the training images each "
+                             "trial trains on (the best is retrained on all)")
     parser.add_argument("--only", default=",".join(METHODS), help="comma-separated methods")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
@@ -70,10 +75,14 @@ def main(argv=None):
         keras.backend.clear_session()
         started = time.monotonic()
         row = RUNNERS[method](dataset, budget, args)
-        row.update(method=method, seconds=time.monotonic() - started)
+        row.update(method=method, seconds=time.monotonic() - started, budget=args.budget,
+                   when=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}")
         rows.append(row)
         print(_format_row(row), flush=True)
-        table = report(rows, dataset, args)  # after each method: a long run keeps what it has
+        # After each method, so a long run keeps what it has; rows of methods this run did not
+        # rerun stay, when they ran on the same data.
+        table = report(rows, dataset, args, _earlier_rows(out / "fashion_mnist.md", dataset,
+                                                          args.seed, methods))
         (out / "fashion_mnist.md").write_text(table)
     print(f"\n{table}\nwritten to {out / 'fashion_mnist.md'}")
 
@@ -97,6 +106,7 @@ def run_autocnn(dataset, budget, args):
         config = SearchConfig(
             data=DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed),
             tuner="bayesian", max_trials=1000, epochs=20, patience=4, seed=args.seed,
+            trial_fraction=args.trial_fraction,
             time_budget=budget, register=False, tracking_uri=f"sqlite:///{folder}/mlflow.db",
             tuner_dir=f"{folder}/tuner", project="benchmark")
         result = run_search(config, echo=lambda line: print(line, flush=True), dataset=dataset)
@@ -240,19 +250,32 @@ def _format_row(row) -> str:
 
     from autocnn.control import format_duration
 
-    return (f"| {row['method']} | {number('accuracy', '.4f')} | {number('f1', '.4f')} | "
-            f"{format_duration(row['seconds'])} | {row.get('trials', 0)} | "
-            f"{number('parameters', ',')} | {number('images_per_second', ',.0f')} |")
+    return (f"| {row['method']} | {row['budget']} | {number('accuracy', '.4f')} | "
+            f"{number('f1', '.4f')} | {format_duration(row['seconds'])} | "
+            f"{row.get('trials', 0)} | {number('parameters', ',')} | "
+            f"{number('images_per_second', ',.0f')} | {row['when']} |")
 
 
-def report(rows, dataset, args) -> str:
-    """The markdown table, with what it ran on."""
+def report(rows, dataset, args, earlier=()) -> str:
+    """The markdown table, with what it ran on; ``earlier``: rows kept from a previous run."""
     header = (f"| {' | '.join(COLUMNS)} |\n|{'|'.join(' --- ' for _ in COLUMNS)}|\n")
-    lines = "\n".join(_format_row(row) for row in rows)
-    return (f"# {dataset.name}: {args.budget} per method\n\n"
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {_hardware()}; "
-            f"{len(dataset.train)} train / {len(dataset.val)} validation / "
-            f"{len(dataset.test)} test images; seed {args.seed}\n\n{header}{lines}\n")
+    lines = "\n".join([*earlier, *(_format_row(row) for row in rows)])
+    return (f"# {dataset.name}: the same wall-clock budget for each method\n\n"
+            f"{_data_line(dataset, args.seed)}\n{_hardware()}\n\n{header}{lines}\n")
+
+
+def _data_line(dataset, seed) -> str:
+    return (f"{dataset.name}: {len(dataset.train)} train / {len(dataset.val)} validation / "
+            f"{len(dataset.test)} test images; seed {seed}")
+
+
+def _earlier_rows(path: Path, dataset, seed, methods) -> list[str]:
+    """The rows of a table written before on the same data and split, for the methods not in
+    ``methods``, in the table's order."""
+    if not path.exists() or _data_line(dataset, seed) not in path.read_text().splitlines():
+        return []
+    rows = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+    return [row for row in rows[2:] if row.split("|")[1].strip() not in methods]
 
 
 def _hardware() -> str:

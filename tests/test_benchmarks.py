@@ -10,22 +10,31 @@ from autocnn.sources import DEBIAN_FASHION_DIR
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "fashion_mnist.py"
 
 
-def test_the_benchmark_writes_its_table(tmp_path):
-    dataset = "fashion_mnist" if Path(DEBIAN_FASHION_DIR).is_dir() else "digits"
+def run_benchmark(dataset, budget, only, output):
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dataset", dataset, "--train", "500", "--budget", "20s",
-         "--only", "autocnn,reference,hyperresnet", "--output", str(tmp_path)],
+        [sys.executable, str(SCRIPT), "--dataset", dataset, "--train", "500", "--budget", budget,
+         "--only", only, "--output", str(output)],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    table = (tmp_path / "fashion_mnist.md").read_text()
-    assert f"# {dataset}: 20s per method" in table
-    assert "500 train / 100 validation / 100 test images" in table
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [row.split(" | ")[0] for row in rows] == [
-        "| method", "| autocnn", "| reference", "| hyperresnet"]
-    autocnn = rows[1].split(" | ")
-    assert 0.1 < float(autocnn[1]) <= 1 and int(autocnn[5].replace(",", "")) > 0
+    table = (output / "fashion_mnist.md").read_text()
+    return table, [line.split(" | ") for line in table.splitlines()
+                   if line.startswith("| ") and "---" not in line][1:]
+
+
+def test_the_benchmark_writes_its_table(tmp_path):
+    dataset = "fashion_mnist" if Path(DEBIAN_FASHION_DIR).is_dir() else "digits"
+    table, rows = run_benchmark(dataset, "20s", "autocnn,reference,hyperresnet", tmp_path)
+    assert f"{dataset}: 500 train / 100 validation / 100 test images; seed 42" in table
+    assert [row[:2] for row in rows] == [["| autocnn", "20s"], ["| reference", "20s"],
+                                         ["| hyperresnet", "20s"]]
+    autocnn = rows[0]
+    assert 0.1 < float(autocnn[2]) <= 1 and int(autocnn[6].replace(",", "")) > 0
     assert "cores" in table  # the hardware it ran on
+    # A later run of one method replaces its row and keeps the others'.
+    _, again = run_benchmark(dataset, "5s", "reference", tmp_path)
+    assert [row[:2] for row in again] == [["| autocnn", "20s"], ["| hyperresnet", "20s"],
+                                          ["| reference", "5s"]]
+    assert again[0] == autocnn
 
 
 def test_an_unknown_method_is_refused():
