@@ -15,7 +15,6 @@ from keras_tuner.src import config as kt_config
 
 from autocnn import backbones, data, distributed, evaluate, isolation, presets, sizing, space
 from autocnn.config import SearchConfig
-from autocnn.cost import TrialCost
 from autocnn.control import (
     Budget,
     Interrupted,
@@ -23,6 +22,7 @@ from autocnn.control import (
     format_duration,
     share_gpu_memory,
 )
+from autocnn.cost import TrialCost
 from autocnn.errors import ConfigError, SearchError, SizingError
 from autocnn.tracking import Registration, Tracker
 from autocnn.tuners import OBJECTIVE, StopAt, create_tuner, failure_reason, search_id
