@@ -30,8 +30,9 @@ fashion-mnist: $(INSTALLED) ## Run pipelines/fashion_mnist.yaml: the full Fashio
 test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
 	$(BIN)/python -m pytest
 
-bench: $(INSTALLED) ## Run the benchmarks: Fashion-MNIST against the baselines (BUDGET=60m each), feature cache, folder loading
+bench: $(INSTALLED) ## Run the benchmarks: Fashion-MNIST against the baselines (BUDGET=60m each), input throughput, feature cache, folder loading
 	$(BIN)/python benchmarks/fashion_mnist.py --budget $(BUDGET)
+	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/transfer_features.py
 	$(BIN)/python benchmarks/folder_loading.py --images 20000
 

@@ -86,7 +86,10 @@ class KerasOps:
         return layers.Flatten(name=name)(x)
 
     def dense(self, x, name, units, activation=None, l2=0.0):
+        # Under mixed precision the softmax stays float32, as Keras's guide advises: float16
+        # probabilities underflow, and the loss with them.
         return layers.Dense(units, activation=activation, kernel_regularizer=_l2(l2),
+                            dtype="float32" if activation == "softmax" else None,
                             name=name)(x)
 
     def augment(self, x, a: dict):

@@ -16,6 +16,7 @@ from autocnn.config import (
     DEFAULT_TRACKING_URI,
     DEFAULT_TUNER_DIR,
     DISTRIBUTED,
+    PRECISIONS,
     STRATEGIES,
     TUNERS,
     DataConfig,
@@ -94,6 +95,10 @@ def cli():
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="none", show_default=True,
               help="mirrored: train each trial on all visible GPUs (tf.distribute."
                    "MirroredStrategy); the batch size searched is per GPU.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Keras's dtype policy. auto: mixed_float16 on GPUs with Tensor Cores "
+                   "(compute capability 7.0+), float32 elsewhere; mixed_bfloat16 suits TPUs "
+                   "and recent GPUs.")
 @space_options
 @click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|none|PATH",
               help=WEIGHTS_HELP)

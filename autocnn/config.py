@@ -11,6 +11,7 @@ CHAMPION_METRICS = (
 )
 CACHES = ("auto", "memory", "none")
 STRATEGIES = ("none", "mirrored")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTED = ("none", "chief")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # relative to the working directory
 DEFAULT_TUNER_DIR = "mlruns/tuner"
@@ -57,6 +58,7 @@ class SearchConfig:
     workers: int = 0  # local worker processes the chief starts (one GPU each when there are)
     worker_timeout: float = 120.0  # seconds a worker may be silent before its trial is reassigned
     strategy: str = "none"  # "mirrored": each trial across all visible GPUs
+    precision: str = "auto"  # Keras dtype policy; auto: mixed_float16 on Tensor Core GPUs
     max_params: int | None = None  # architectures with more parameters are rejected unbuilt
     space: dict = field(default_factory=dict)  # rules: values fixed, restricted or widened
     preset: str | None = None  # a classic architecture to train alone (see presets.py)
@@ -76,6 +78,7 @@ class SearchConfig:
         _check_choice("tuner", self.tuner, TUNERS)
         _check_choice("champion_metric", self.champion_metric, CHAMPION_METRICS)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("distributed", self.distributed, DISTRIBUTED)
         if self.workers < 0 or self.worker_timeout <= 0:
             raise ConfigError("workers must be at least 0 and worker_timeout more than zero, "

@@ -82,7 +82,7 @@ def _run_trial(send, config, trial_state, run_id, parent_run_id, search_id, dead
         from autocnn.tracking import Tracker
         from autocnn.tuners import create_tuner
 
-        search.configure_devices(config.deterministic)
+        search.configure_devices(config.deterministic, config.precision)
         trial = Trial.from_state(trial_state)
         keras.utils.set_random_seed(config.seed + int(trial.trial_id))
         dataset = data.load(config.data, echo=lambda *_: None)

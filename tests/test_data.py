@@ -50,6 +50,39 @@ def test_pipeline_scales_uint8_and_shuffles_reproducibly():
     assert first == second and first[0] != list(range(10))
 
 
+def test_the_pipeline_yields_the_arrays_batches():
+    """What a trial trains on is the arrays themselves: every image once an epoch, scaled to
+    [0, 1], with its own label, in batches of the size asked for (also once rebatched)."""
+    from autocnn.transfer import rebatch
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (10, 3, 3, 1), dtype=np.uint8)
+    images[:, 0, 0, 0] = np.arange(10) * 20  # each image names its index in one pixel
+    labels = rng.integers(0, 4, 10)
+    split = Split(labels, images)
+    ds = data.Dataset("t", split, split, split, tuple("abcd"), (3, 3, 1))
+    batches = list(ds.pipeline(split, 4))
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]),
+                                  images.astype("float32") / 255.0)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), labels)
+    rebatched = list(rebatch(ds.pipeline(split, 4), 3))
+    assert [len(b[1]) for b in rebatched] == [3, 3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in rebatched]),
+                                  images.astype("float32") / 255.0)
+    shuffled = ds.pipeline(split, 4, shuffle=True, seed=1)
+    orders = []
+    for _ in range(2):  # two epochs: each a permutation, image and label kept together
+        epoch = list(shuffled)
+        x, y = (np.concatenate([b[i] for b in epoch]) for i in (0, 1))
+        order = np.round(x[:, 0, 0, 0] * 255 / 20).astype(int)
+        assert sorted(order) == list(range(10))
+        np.testing.assert_array_equal(x, images[order].astype("float32") / 255.0)
+        np.testing.assert_array_equal(y, labels[order])
+        orders.append(order.tolist())
+    assert orders[0] != orders[1]
+
+
 @pytest.mark.parametrize("name, expected", [
     ("digits", "digits"), ("/data/pets/", "pets"), ("x/y.npz", "y"), ("tfds:cifar10", "cifar10"),
     ("idx:/srv/mnist", "mnist"), ("my data!", "my-data"),
