@@ -95,6 +95,8 @@ class TrackedTrials:
         if per_epoch:
             self.epoch_seconds[trial.trial_id] = per_epoch
         self._update_reserve()
+        if isinstance(self.oracle, WarmStart):  # what the oracle passed over meanwhile
+            self._say_passed_over()
         self.echo(self._progress_line(trial, outcome(trial), seconds, where=f" on {worker}"))
 
     def on_search_begin(self):
