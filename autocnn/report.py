@@ -33,7 +33,8 @@ def format_summary(result, config) -> str:
         ("best trial", f"{int(result.best_trial_id) + 1} (val_accuracy "
                        f"{result.best_val_accuracy:.4f})"),
         ("hyperparameters", hps),
-        ("retrained", f"{result.retrain_epochs} epochs on train + val" if result.retrain_epochs
+        ("retrained", f"{result.retrain_epochs} epochs on {result.retrained_on}"
+         if result.retrain_epochs
          else f"no: the best trial's model, trained on train ({result.kept_because})"),
         *(metric_rows(m, "test ") if m else [("test split", "not evaluated (--no-evaluate)")]),
         ("time", f"{format_duration(result.seconds)}{budget}"),

@@ -26,7 +26,7 @@ CLOSED = {
     "pooling": ("max", "avg", "strided", "none"),
     "head": ("flatten", "gap", "gmp"),
     "optimizer": ("adam", "adamw", "sgd"),
-    "lr_schedule": ("constant", "cosine"),
+    "lr_schedule": ("constant", "cosine", "plateau"),
     "flip": ("none", "horizontal", "vertical", "horizontal_and_vertical"),
 }
 

@@ -22,7 +22,7 @@ from autocnn.control import (
     format_duration,
     share_gpu_memory,
 )
-from autocnn.cost import TrialCost
+from autocnn.cost import VALIDATION_SHARE, TrialCost
 from autocnn.errors import ConfigError, SearchError, SizingError
 from autocnn.tracking import Registration, Tracker
 from autocnn.tuners import OBJECTIVE, StopAt, create_tuner, failure_reason, search_id
@@ -46,6 +46,7 @@ class SearchResult:
     seconds: float = 0.0  # wall-clock time of the whole search
     stopped_by: str | None = None  # "time budget" when it ended the search early
     overhead_seconds: float | None = None  # a trial's mean time beyond training (see tuners)
+    retrained_on: str = "train + val"  # or "train" (the last rung of a --trial-fraction search)
 
 
 def run_search(config: SearchConfig, echo=print,
@@ -82,8 +83,7 @@ def run_search(config: SearchConfig, echo=print,
                              reserve=_retrain_seconds(config, dataset),
                              cost=TrialCost(hypermodel, len(trial_images(config, dataset)),
                                             len(dataset.val), config.epochs,
-                                            len(dataset.train) + len(dataset.val)
-                                            if config.retrain else None),
+                                            _final_images(config, dataset)),
                              isolate=isolation.Isolated(config, tracker) if config.isolate
                              else None)
     tracker.start_run(
@@ -336,6 +336,7 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
         tracker.set_tag("autocnn.stopped_by", tuner.stopped_by)
     model, history, epochs, kept_because = _final_model(config, hypermodel, tuner, best, dataset,
                                                         echo, budget)
+    trained_on = "train (the epoch validation chose)" if last_rung(config) else "train + val"
     tracker.log_metrics(tracker.parent_run_id, {"model_params": model.count_params()})
     tracker.log_text(model_summary(model, hypermodel, best), "model/summary.txt")
     metrics, registration = None, None
@@ -343,7 +344,7 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
         test = dataset.pipeline(dataset.test, 256)
         metrics = evaluate.compute_metrics(
             dataset.test.labels, predict_classes(model, test), dataset.class_names)
-        _log_evaluation(tracker, metrics, history)
+        _log_evaluation(tracker, metrics, history, trained_on)
     if config.register and metrics is not None:
         example = next(iter(dataset.pipeline(dataset.test.take(range(5)), 5)))[0].numpy()
         registration = tracker.register_model(
@@ -355,7 +356,7 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
                         len(completed), len(trials) - len(completed), epochs,
                         metrics, registration, model, kept_because, budget.elapsed,
-                        tuner.stopped_by, overhead)
+                        tuner.stopped_by, overhead, trained_on)
 
 
 def _finished(tuner) -> int:
@@ -369,11 +370,33 @@ def _resume_hint(tuner) -> str:
             "afresh)")
 
 
-def _retrain_seconds(config, dataset):
-    """How long retraining a trial's configuration on train + val takes, from its seconds per
-    epoch (validation included, so a little over); None when there is no retraining."""
+def last_rung(config) -> bool:
+    """Whether the final training is the search's last rung: trials trained on a share of the
+    images (--trial-fraction), so the epoch a trial peaked at says little about training on
+    all of them. The best configuration then trains on every training image until validation
+    accuracy stalls, rather than on train + val for the trial's best number of epochs."""
+    return config.retrain and config.trial_fraction < 1
+
+
+def _final_images(config, dataset) -> float | None:
+    """The final training's images an epoch, in training images (validation costs less)."""
     if not config.retrain:
         return None
+    if last_rung(config):
+        return len(dataset.train) + VALIDATION_SHARE * len(dataset.val)
+    return len(dataset.train) + len(dataset.val)
+
+
+def _retrain_seconds(config, dataset):
+    """How long the final training of a trial's configuration takes, from its seconds per
+    epoch (validation included, so a little over); None when there is no retraining. The
+    last rung is counted at the trial's best epoch and ``patience`` more."""
+    if not config.retrain:
+        return None
+    if last_rung(config):
+        scale = len(dataset.train) / len(trial_images(config, dataset))
+        return lambda trial, per_epoch: (per_epoch * scale *
+                                         min(config.epochs, trial.best_step + 1 + config.patience))
     scale = (len(dataset.train) + len(dataset.val)) / len(trial_images(config, dataset))
     return lambda trial, per_epoch: per_epoch * (trial.best_step + 1) * scale
 
@@ -393,9 +416,15 @@ def _final_model(config, hypermodel, tuner, best, dataset, echo, budget):
     if reason:
         echo(f"{head}its model at epoch {best.best_step + 1} is the result ({reason})")
         return tuner.get_best_models(1)[0], None, 0, reason
-    echo(f"{head}retraining on train + val for {best.best_step + 1} epochs")
     callbacks = ([StopAt(time.time() + budget.training_remaining)]
                  if budget.seconds is not None else [])
+    if last_rung(config):
+        echo(f"{head}training it on all {len(dataset.train)} training images, up to "
+             f"{config.epochs} epochs, stopping {config.patience} epochs after validation "
+             "accuracy last improved (its best epoch kept)")
+        model, history = train_in_full(hypermodel, best, dataset, config, callbacks)
+        return model, history, len(history.get("loss", [])), ""
+    echo(f"{head}retraining on train + val for {best.best_step + 1} epochs")
     model, history = retrain(hypermodel, best, dataset, config, callbacks)
     return model, history, len(history.get("loss", [])), ""
 
@@ -437,8 +466,8 @@ def warm_start(config, dataset, rules) -> list[dict]:
         configurations.append({"family": "backbone"})
     if config.space or config.preset:
         return configurations
-    for name in presets.WARM_START[:min(len(presets.WARM_START), config.max_trials // 4)]:
-        values = presets.preset(name, dataset.input_shape)
+    for name, changes in presets.WARM_START[:config.max_trials // 4]:
+        values = {**presets.preset(name, dataset.input_shape), **changes}
         try:
             space.size_model(kt.HyperParameters(), dataset.input_shape, dataset.num_classes,
                              config.max_params, {**values, **rules})
@@ -448,13 +477,17 @@ def warm_start(config, dataset, rules) -> list[dict]:
     return configurations
 
 
-def retrain(hypermodel, trial, dataset, config, callbacks=()):
-    """Train the trial's configuration afresh on train + val for its best number of epochs."""
+def _fresh_model(hypermodel, trial, config) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
     keras.backend.clear_session()
     strategy = hypermodel.strategy
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = hypermodel.build(trial.hyperparameters)
+        return hypermodel.build(trial.hyperparameters)
+
+
+def retrain(hypermodel, trial, dataset, config, callbacks=()):
+    """Train the trial's configuration afresh on train + val for its best number of epochs."""
+    model = _fresh_model(hypermodel, trial, config)
     both = dataset.pipeline(dataset.train.concat(dataset.val), PIPELINE_BATCH, shuffle=True,
                             seed=config.seed)
     history = hypermodel.fit(trial.hyperparameters, model, both, epochs=trial.best_step + 1,
@@ -462,11 +495,26 @@ def retrain(hypermodel, trial, dataset, config, callbacks=()):
     return model, history.history
 
 
+def train_in_full(hypermodel, trial, dataset, config, callbacks=()):
+    """The last rung (see last_rung): the trial's configuration trained afresh on all the
+    training images for up to ``config.epochs`` epochs, stopped ``config.patience`` epochs
+    after validation accuracy last improved, with the weights of its best epoch."""
+    model = _fresh_model(hypermodel, trial, config)
+    train = dataset.pipeline(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
+    val = dataset.pipeline(dataset.val, PIPELINE_BATCH)
+    stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience,
+                                         restore_best_weights=True)
+    history = hypermodel.fit(trial.hyperparameters, model, train, validation_data=val,
+                             epochs=config.epochs, shuffle=False, verbose=config.verbose,
+                             callbacks=[stop, *callbacks])
+    return model, history.history
+
+
 def predict_classes(model, batches) -> np.ndarray:
     return np.argmax(model.predict(batches, verbose=0), axis=-1)
 
 
-def _log_evaluation(tracker, metrics, history):
+def _log_evaluation(tracker, metrics, history, trained_on: str):
     tracker.log_metrics(tracker.parent_run_id, evaluate.flatten_metrics(metrics))
     fig = evaluate.plot_confusion_matrix(metrics)
     tracker.log_figure(fig, "plots/confusion_matrix.png")
@@ -475,7 +523,7 @@ def _log_evaluation(tracker, metrics, history):
             tracker.log_metrics(tracker.parent_run_id,
                                 {f"retrain_{k}": v for k, v in zip(history, values)}, step=epoch)
         tracker.log_figure(evaluate.plot_history(history,
-                                                 "Retraining the best model (train + val)"),
+                                                 f"The best configuration's final training, on {trained_on}"),
                            "plots/retrain_curves.png")
     tracker.log_text(evaluate.format_per_class(metrics), "evaluation/per_class.txt")
     tracker.log_dict(metrics, "evaluation/metrics.json")

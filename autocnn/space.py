@@ -250,7 +250,9 @@ class CNNHyperModel(kt.HyperModel):
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)
         batch_size = training_hyperparameters(Space(hp, self.rules)) * self.replicas
-        schedule = cosine_schedule if hp.get("lr_schedule") == "cosine" else None
+        schedule = SCHEDULES.get(hp.get("lr_schedule"))
+        if hp.get("lr_schedule") == "plateau" and kwargs.get("validation_data") is None:
+            schedule = functools.partial(plateau_schedule, monitor="loss")
         with warnings.catch_warnings():
             # A rebatched pipeline has no known length, so Keras finds each epoch's end by
             # running out of data, as intended here, and warns about it.
@@ -278,6 +280,20 @@ def cosine_schedule(base: float, end: int, start: int = 0) -> keras.callbacks.Ca
         return base * 0.5 * (1 + math.cos(math.pi * min(max(epoch - start, 0), span) / span))
 
     return keras.callbacks.LearningRateScheduler(rate)
+
+
+def plateau_schedule(base: float, end: int = 0, start: int = 0,
+                     monitor: str = "val_accuracy") -> keras.callbacks.Callback:
+    """The learning rate cut to 0.3x whenever ``monitor`` (validation accuracy; the training
+    loss where there is no validation) did not improve for an epoch, down to 1% of ``base``:
+    the schedule of AlexNet, VGG and ResNet (who divided by 10 by hand). ``end`` and ``start``
+    are unused: it follows the training, not the epoch count."""
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode="min" if monitor == "loss" else "max", factor=0.3, patience=1,
+        min_lr=base / 100, verbose=0)
+
+
+SCHEDULES = {"cosine": cosine_schedule, "plateau": plateau_schedule}  # "constant": none
 
 
 def _rejected_model(input_shape, num_classes, reason: str) -> keras.Model:

@@ -59,11 +59,13 @@ def test_a_search_tries_presets_after_the_defaults(tmp_path):
     from autocnn.search import warm_start
 
     dataset = load("digits")
-    configurations = warm_start(SearchConfig(max_trials=16), dataset, {})
+    configurations = warm_start(SearchConfig(max_trials=20), dataset, {})
     assert configurations[0] == {}
-    assert [c["family"] for c in configurations[1:]] == ["plain", "plain", "residual",
+    assert [c["family"] for c in configurations[1:]] == ["plain", "plain", "plain", "residual",
                                                          "separable"]
-    assert [c["filters"] for c in configurations[1:3]] == [6, 32]  # LeNet-5, then VGG-11
+    assert [c["filters"] for c in configurations[1:4]] == [6, 32, 32]  # LeNet-5, then VGG-11
+    assert [c["translation"] for c in configurations[2:4]] == [0.0, 0.1]  # then shifted
+    assert len(warm_start(SearchConfig(max_trials=16), dataset, {})) == 5
     assert warm_start(SearchConfig(max_trials=3), dataset, {}) == [{}]
     assert warm_start(SearchConfig(max_trials=12, space={"family": "dense"}), dataset, {}) == [{}]
 

@@ -67,3 +67,16 @@ def test_the_first_trial_is_the_default_model(tmp_path, tuner):
     chosen = result.best_hyperparameters
     assert {k: chosen[k] for k in space.active_values(defaults)} == space.active_values(defaults)
     assert chosen["batch_size"] == 32 and chosen["optimizer"] == "adam"
+
+
+def test_a_trial_fraction_search_ends_with_a_rung_on_all_the_training_images(tmp_path):
+    lines = []
+    result = run_search(config(tmp_path, max_trials=1, epochs=3, patience=1, trial_fraction=0.5),
+                        echo=lines.append)
+    assert any("training it on all 1149 training images, up to 3 epochs" in line
+               for line in lines)
+    assert result.retrained_on.startswith("train (")
+    assert 1 <= result.retrain_epochs <= 3
+    history = MlflowClient(f"sqlite:///{tmp_path}/db.db").get_metric_history(
+        result.run_id, "retrain_val_accuracy")
+    assert len(history) == result.retrain_epochs  # validation watched the final training

@@ -134,6 +134,35 @@ def test_cosine_schedule_decays_to_zero():
     assert rates == pytest.approx([0.1, 0.05, 0.0])
 
 
+def test_plateau_schedule_cuts_the_rate_when_validation_stalls():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    schedule = space.plateau_schedule(0.01)
+    schedule.set_model(model)
+    schedule.on_train_begin()
+    rates = []
+    for epoch, accuracy in enumerate([0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]):
+        schedule.on_epoch_end(epoch, {"val_accuracy": accuracy})
+        rates.append(float(model.optimizer.learning_rate))
+    # Improving keeps the rate; each stalled epoch cuts it to 0.3x, down to 1% of the start.
+    assert rates == pytest.approx([0.01, 0.01, 0.003, 0.0009, 0.00027, 0.0001, 0.0001])
+
+
+@pytest.mark.parametrize("validated, monitor", [(True, "val_accuracy"), (False, "loss")])
+def test_plateau_schedule_watches_the_training_loss_without_validation(validated, monitor,
+                                                                        monkeypatch):
+    hypermodel = space.CNNHyperModel((8, 8, 1), 3, rules={"lr_schedule": "plateau"})
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    given = {}
+    monkeypatch.setattr(model, "fit", lambda *args, **kwargs: given.update(kwargs))
+    x, y = np.zeros((4, 8, 8, 1)), np.zeros(4)
+    hypermodel.fit(hp, model, x, y, epochs=2, validation_data=(x, y) if validated else None)
+    [schedule] = [c for c in given["callbacks"]
+                  if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
+    assert schedule.monitor == monitor
+
+
 def test_active_values_leave_out_inactive_branches():
     hp = kt.HyperParameters()
     hp.Choice("head", ["flatten", "dense"])
