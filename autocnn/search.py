@@ -522,9 +522,8 @@ def _log_evaluation(tracker, metrics, history, trained_on: str):
         for epoch, values in enumerate(zip(*history.values())):
             tracker.log_metrics(tracker.parent_run_id,
                                 {f"retrain_{k}": v for k, v in zip(history, values)}, step=epoch)
-        tracker.log_figure(evaluate.plot_history(history,
-                                                 f"The best configuration's final training, on {trained_on}"),
-                           "plots/retrain_curves.png")
+        title = f"The best configuration's final training, on {trained_on}"
+        tracker.log_figure(evaluate.plot_history(history, title), "plots/retrain_curves.png")
     tracker.log_text(evaluate.format_per_class(metrics), "evaluation/per_class.txt")
     tracker.log_dict(metrics, "evaluation/metrics.json")
     import matplotlib.pyplot as plt
