@@ -65,7 +65,7 @@ def cli():
               show_default=True, metavar="FRACTION",
               help="Train each trial on this share of the training images (stratified, the "
                    "same for every trial): cheaper trials, more of them in a budget. The best "
-                   "configuration is retrained on all of them.")
+                   "configuration then trains on all of them, validation choosing its epoch.")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Fixes the split, the tuner's choices and the weight initialisation.")
 @click.option("--max-failed-trials", type=click.IntRange(min=1), default=10, show_default=True,
@@ -114,7 +114,8 @@ def cli():
               show_default=True, help="Test metric that decides whether a new model becomes "
               "the 'champion' alias.")
 @click.option("--no-retrain", is_flag=True, help="Keep the best trial's own model (trained on "
-              "train, at its best epoch) instead of retraining on train + val.")
+              "train, at its best epoch) instead of retraining it (on train + val; with "
+              "--trial-fraction, on all of train).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the test-split evaluation (and so the "
               "registration, which needs its score).")
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "
