@@ -46,7 +46,7 @@ class SearchResult:
     seconds: float = 0.0  # wall-clock time of the whole search
     stopped_by: str | None = None  # "time budget" when it ended the search early
     overhead_seconds: float | None = None  # a trial's mean time beyond training (see tuners)
-    retrained_on: str = "train + val"  # or "train" (the last rung of a --trial-fraction search)
+    retrained_on: str = "train + val"  # or train alone (the last rung: see last_rung)
 
 
 def run_search(config: SearchConfig, echo=print,
