@@ -114,7 +114,7 @@ def cli():
               show_default=True, help="Test metric that decides whether a new model becomes "
               "the 'champion' alias.")
 @click.option("--no-retrain", is_flag=True, help="Keep the best trial's own model (trained on "
-              "train, at its best epoch) instead of retraining it (on train + val; with "
+              "train, or its --trial-fraction share, at its best epoch) instead of retraining it (on train + val; with "
               "--trial-fraction, on all of train).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the test-split evaluation (and so the "
               "registration, which needs its score).")

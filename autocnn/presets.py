@@ -5,7 +5,7 @@ have found: `--space preset:NAME` trains one, and a search tries a few of them f
 the originals where the space can (LeNet-5 on a 32x32 input is the textbook network, 61,706
 parameters) and scale where the input is smaller than the original's: fewer blocks (each one
 halves the maps), "same" padding instead of "valid", fewer filters. Stages of different depth
-(VGG's 1-1-2-2-2, ResNet-34's 3-4-6-3) become the same depth in every block. They all train
+(VGG-11's 1-1-2-2-2, ResNet-34's 3-4-6-3) become the same depth in every block. They all train
 with Adam and the learning rate cut when validation accuracy stalls, as AlexNet, VGG and ResNet
 were trained (by hand, with SGD).
 """
@@ -85,14 +85,15 @@ def _nin(blocks, small):
 
 
 PRESETS = {
-    "lenet5": _lenet5, "alexnet": _alexnet, "vgg11": _vgg(1), "vgg16": _vgg(3),
+    "lenet5": _lenet5, "alexnet": _alexnet, "vgg11": _vgg(1), "vgg13": _vgg(2),
+    "vgg16": _vgg(3),
     "resnet18": _resnet(2), "resnet34": _resnet(3), "densenet": _densenet,
     "inception": _inception, "mobilenet": _mobilenet, "nin": _nin,
 }
 # Tried after the defaults, in order: (preset, changes). VGG-11 also with images shifted by up to
 # 10% at random, the augmentation that is safe for nearly any image (a flip is not, for digits).
-WARM_START = (("lenet5", {}), ("vgg11", {}), ("vgg11", {"translation": 0.1}), ("resnet18", {}),
-              ("mobilenet", {}))
+WARM_START = (("lenet5", {}), ("vgg11", {}), ("vgg13", {}), ("vgg11", {"translation": 0.1}),
+              ("resnet18", {}), ("mobilenet", {}))
 
 
 def preset(name: str, input_shape) -> dict:

@@ -41,6 +41,19 @@ def test_every_preset_fixes_the_space_builds_and_trains(name, shape, seed):
     assert np.isfinite(history.history["loss"][0])
 
 
+def test_vgg_presets_differ_in_convolutions_per_block():
+    def convs(name):
+        sized = space.size_model(kt.HyperParameters(), (28, 28, 1), 10,
+                                 rules=presets.preset(name, (28, 28, 1)))
+        return [r.name for r in sized.rows if r.kind == "Conv2D"], sized.params
+
+    assert convs("vgg11") == (["b1_conv1", "b2_conv1", "b3_conv1"], 422_698)
+    names, params = convs("vgg13")
+    assert names == ["b1_conv1", "b1_conv2", "b2_conv1", "b2_conv2", "b3_conv1", "b3_conv2"]
+    assert params == 617_130
+    assert len(convs("vgg16")[0]) == 9
+
+
 def test_unknown_preset_lists_the_names():
     with pytest.raises(ConfigError, match=r"unknown preset 'lenet': choose one of lenet5, alexnet"):
         presets.preset("lenet", (32, 32, 1))
@@ -59,12 +72,13 @@ def test_a_search_tries_presets_after_the_defaults(tmp_path):
     from autocnn.search import warm_start
 
     dataset = load("digits")
-    configurations = warm_start(SearchConfig(max_trials=20), dataset, {})
+    configurations = warm_start(SearchConfig(max_trials=24), dataset, {})
     assert configurations[0] == {}
-    assert [c["family"] for c in configurations[1:]] == ["plain", "plain", "plain", "residual",
-                                                         "separable"]
-    assert [c["filters"] for c in configurations[1:4]] == [6, 32, 32]  # LeNet-5, then VGG-11
-    assert [c["translation"] for c in configurations[2:4]] == [0.0, 0.1]  # then shifted
+    assert [c["family"] for c in configurations[1:]] == ["plain", "plain", "plain", "plain",
+                                                         "residual", "separable"]
+    assert [c["filters"] for c in configurations[1:5]] == [6, 32, 32, 32]  # LeNet-5, then VGGs
+    assert [c["convs_per_block"] for c in configurations[2:5]] == [1, 2, 1]  # 11, 13, 11
+    assert [c["translation"] for c in configurations[2:5]] == [0.0, 0.0, 0.1]  # then shifted
     assert len(warm_start(SearchConfig(max_trials=16), dataset, {})) == 5
     assert warm_start(SearchConfig(max_trials=3), dataset, {}) == [{}]
     assert warm_start(SearchConfig(max_trials=12, space={"family": "dense"}), dataset, {}) == [{}]
