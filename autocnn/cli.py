@@ -114,8 +114,8 @@ def cli():
               show_default=True, help="Test metric that decides whether a new model becomes "
               "the 'champion' alias.")
 @click.option("--no-retrain", is_flag=True, help="Keep the best trial's own model (trained on "
-              "train, or its --trial-fraction share, at its best epoch) instead of retraining it (on train + val; with "
-              "--trial-fraction, on all of train).")
+              "train, or its --trial-fraction share, at its best epoch) instead of retraining "
+              "it (on train + val; with --trial-fraction, on all of train).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the test-split evaluation (and so the "
               "registration, which needs its score).")
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "

@@ -113,8 +113,8 @@ class InputShape(click.ParamType):
 
 SET_HELP = "Fix a hyperparameter, e.g. --set family=residual --set num_blocks=3 (repeatable)."
 SPACE_HELP = ("A YAML file that fixes, restricts or widens hyperparameters, or preset:NAME for a "
-              "classic architecture (lenet5, alexnet, vgg11, vgg13, vgg16, resnet18, resnet34, densenet, "
-              "inception, mobilenet, nin); --set applies on top.")
+              "classic architecture (lenet5, alexnet, vgg11, vgg13, vgg16, resnet18, resnet34, "
+              "densenet, inception, mobilenet, nin); --set applies on top.")
 
 
 BACKBONE_HELP = ("Pretrained backbones to search beside the families trained from scratch: "
