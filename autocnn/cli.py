@@ -65,7 +65,14 @@ def cli():
               show_default=True, metavar="FRACTION",
               help="Train each trial on this share of the training images (stratified, the "
                    "same for every trial): cheaper trials, more of them in a budget. The best "
-                   "configuration then trains on all of them, validation choosing its epoch.")
+                   "configurations then train on all of them (--finalists), validation "
+                   "choosing the epoch and the winner.")
+@click.option("--finalists", type=click.IntRange(1), default=2, show_default=True, metavar="N",
+              help="With --trial-fraction: how many of the best configurations train on all the "
+                   "training images at the end. A small share ranks configurations roughly (one "
+                   "that needs more data to shine ranks low), so the best few get the full "
+                   "data; the one with the best validation accuracy is the result. Each counts "
+                   "against --time-budget; those it cannot afford are skipped.")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Fixes the split, the tuner's choices and the weight initialisation.")
 @click.option("--max-failed-trials", type=click.IntRange(min=1), default=10, show_default=True,

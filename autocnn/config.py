@@ -48,6 +48,7 @@ class SearchConfig:
     epochs: int = 20  # most epochs per trial (Hyperband's max_epochs)
     patience: int = 5  # early stopping on validation accuracy, in epochs
     trial_fraction: float = 1.0  # of the training images each trial trains on (retraining: all)
+    finalists: int = 2  # best configurations trained on all images at the end (see last_rung)
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     time_budget: float | None = None  # seconds for the whole command (search and retraining)
@@ -89,7 +90,7 @@ class SearchConfig:
         if self.isolate and self.chief:
             raise ConfigError("--isolate runs trials in this process's children; a distributed "
                               "search runs them in its workers: choose one")
-        for name in ("max_trials", "epochs", "patience", "max_failed_trials"):
+        for name in ("max_trials", "epochs", "patience", "max_failed_trials", "finalists"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.trial_fraction <= 1:

@@ -32,6 +32,10 @@ def format_summary(result, config) -> str:
         ("trials", f"{result.trials_completed} completed, {result.trials_failed} failed{stopped}"),
         ("best trial", f"{int(result.best_trial_id) + 1} (val_accuracy "
                        f"{result.best_val_accuracy:.4f})"),
+        *([("last rung", ", ".join(f"trial {int(t) + 1} {v:.4f}"
+                                    for t, v in result.finalists.items())
+                          + " (val_accuracy trained on all of train; the best is the result)")]
+          if len(result.finalists) > 1 else []),
         ("hyperparameters", hps),
         ("retrained", f"{result.retrain_epochs} epochs on {result.retrained_on}"
          if result.retrain_epochs

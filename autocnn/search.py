@@ -47,6 +47,21 @@ class SearchResult:
     stopped_by: str | None = None  # "time budget" when it ended the search early
     overhead_seconds: float | None = None  # a trial's mean time beyond training (see tuners)
     retrained_on: str = "train + val"  # or train alone (the last rung: see last_rung)
+    # The last rung's finalists: trial id -> validation accuracy after training on all of train.
+    finalists: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclass
+class FinalModel:
+    """What the final training gave: the trial whose configuration it is, the model, its
+    history, the epochs it trained (0: the trial's own model), why the trial's model was kept,
+    and the last rung's finalists (trial id -> best validation accuracy)."""
+    trial: kt.engine.trial.Trial
+    model: keras.Model
+    history: dict | None
+    epochs: int
+    kept_because: str = ""
+    finalists: dict = dataclasses.field(default_factory=dict)
 
 
 def run_search(config: SearchConfig, echo=print,
@@ -81,6 +96,7 @@ def run_search(config: SearchConfig, echo=print,
                              warm_start=warm_start(config, dataset, search_rules(config, dataset)),
                              budget=budget, strategy=strategy,
                              reserve=_retrain_seconds(config, dataset),
+                             finalists=config.finalists if last_rung(config) else 1,
                              cost=TrialCost(hypermodel, len(trial_images(config, dataset)),
                                             len(dataset.val), config.epochs,
                                             _final_images(config, dataset)),
@@ -324,18 +340,21 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
                           "--oracle-address ...) and run the same command again")
     if not completed:
         raise SearchError(f"no trial succeeded; most common reason: {_most_common_reason(tuner)}")
-    best = tuner.oracle.get_best_trials(1)[0]
-    best_values = space.active_values(best.hyperparameters)
-    tracker.log_params(tracker.parent_run_id, {f"best_{k}": v for k, v in best_values.items()})
     overhead = float(np.mean(list(tuner.overheads.values()))) if tuner.overheads else None
     tracker.log_metrics(tracker.parent_run_id, {
-        "best_val_accuracy": best.score, "trials_completed": len(completed),
-        "trials_failed": len(trials) - len(completed), "search_seconds": budget.elapsed,
+        "trials_completed": len(completed), "trials_failed": len(trials) - len(completed),
+        "search_seconds": budget.elapsed,
         **({"mean_overhead_seconds": overhead} if overhead is not None else {})})
     if tuner.stopped_by:
         tracker.set_tag("autocnn.stopped_by", tuner.stopped_by)
-    model, history, epochs, kept_because = _final_model(config, hypermodel, tuner, best, dataset,
-                                                        echo, budget)
+    final = _final_model(config, hypermodel, tuner, dataset, echo, budget)
+    best, model, history = final.trial, final.model, final.history
+    best_values = space.active_values(best.hyperparameters)
+    tracker.log_params(tracker.parent_run_id, {f"best_{k}": v for k, v in best_values.items()})
+    tracker.log_metrics(tracker.parent_run_id, {
+        "best_val_accuracy": best.score,
+        **({"final_val_accuracy": final.finalists[best.trial_id]} if final.finalists else {}),
+        **{f"finalist_trial_{int(t) + 1}_val_accuracy": v for t, v in final.finalists.items()}})
     trained_on = "train (the epoch validation chose)" if last_rung(config) else "train + val"
     tracker.log_metrics(tracker.parent_run_id, {"model_params": model.count_params()})
     tracker.log_text(model_summary(model, hypermodel, best), "model/summary.txt")
@@ -354,9 +373,9 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
                       "input_shape": list(dataset.input_shape)})
     tracker.log_metrics(tracker.parent_run_id, {"elapsed_seconds": budget.elapsed})
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
-                        len(completed), len(trials) - len(completed), epochs,
-                        metrics, registration, model, kept_because, budget.elapsed,
-                        tuner.stopped_by, overhead, trained_on)
+                        len(completed), len(trials) - len(completed), final.epochs,
+                        metrics, registration, model, final.kept_because, budget.elapsed,
+                        tuner.stopped_by, overhead, trained_on, final.finalists)
 
 
 def _finished(tuner) -> int:
@@ -401,10 +420,11 @@ def _retrain_seconds(config, dataset):
     return lambda trial, per_epoch: per_epoch * (trial.best_step + 1) * scale
 
 
-def _final_model(config, hypermodel, tuner, best, dataset, echo, budget):
+def _final_model(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel:
     """The best configuration retrained on train + val (``config.retrain``, when the budget
-    leaves time for it), or the best trial's own model at its best epoch (trained on train
-    alone): model, history, epochs retrained, and why the trial's model was kept ("" if not)."""
+    leaves time for it), the last rung's winner (see last_rung), or the best trial's own model
+    at its best epoch (trained on the trial's images)."""
+    best = tuner.oracle.get_best_trials(1)[0]
     head = f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; "
     reason = None if config.retrain else "--no-retrain"
     per_epoch = tuner.epoch_seconds.get(best.trial_id)
@@ -415,18 +435,59 @@ def _final_model(config, hypermodel, tuner, best, dataset, echo, budget):
                       f"{format_duration(max(budget.training_remaining, 0))} left for it")
     if reason:
         echo(f"{head}its model at epoch {best.best_step + 1} is the result ({reason})")
-        return tuner.get_best_models(1)[0], None, 0, reason
-    callbacks = ([StopAt(time.time() + budget.training_remaining)]
-                 if budget.seconds is not None else [])
+        return FinalModel(best, tuner.get_best_models(1)[0], None, 0, reason)
     if last_rung(config):
-        echo(f"{head}training it on all {len(dataset.train)} training images, up to "
-             f"{config.epochs} epochs, stopping {config.patience} epochs after validation "
-             "accuracy last improved (its best epoch kept)")
-        model, history = train_in_full(hypermodel, best, dataset, config, callbacks)
-        return model, history, len(history.get("loss", [])), ""
+        return _last_rung(config, hypermodel, tuner, dataset, echo, budget)
     echo(f"{head}retraining on train + val for {best.best_step + 1} epochs")
-    model, history = retrain(hypermodel, best, dataset, config, callbacks)
-    return model, history, len(history.get("loss", [])), ""
+    model, history = retrain(hypermodel, best, dataset, config, _deadline(budget))
+    return FinalModel(best, model, history, len(history.get("loss", [])))
+
+
+def _deadline(budget) -> list:
+    return [StopAt(time.time() + budget.training_remaining)] if budget.seconds is not None else []
+
+
+def _last_rung(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel:
+    """The best ``config.finalists`` configurations (distinct), each trained on all the
+    training images in turn (see train_in_full) while the budget affords it; the one with the
+    best validation accuracy wins."""
+    finalists, seen = [], set()
+    for trial in tuner.oracle.get_best_trials(len(tuner.oracle.trials)):
+        values = tuple(sorted(space.active_values(trial.hyperparameters).items(), key=str))
+        if values not in seen:
+            seen.add(values)
+            finalists.append(trial)
+        if len(finalists) == config.finalists:
+            break
+    names = ", ".join(f"{int(t.trial_id) + 1} ({t.score:.4f})" for t in finalists)
+    echo(f"best trial{'s' if len(finalists) > 1 else ''} {names}: training "
+         f"{'each' if len(finalists) > 1 else 'it'} on all {len(dataset.train)} training "
+         f"images, up to {config.epochs} epochs, stopping {config.patience} epochs after "
+         "validation accuracy last improved (the best epoch kept)")
+    scores, winner, best_score = {}, None, -1.0
+    for rank, trial in enumerate(finalists):
+        number = int(trial.trial_id) + 1
+        per_epoch = tuner.epoch_seconds.get(trial.trial_id)
+        if rank and per_epoch and budget.seconds is not None and \
+                tuner.reserve(trial, per_epoch) > budget.training_remaining:
+            echo(f"trial {number}: skipped, training it would take about "
+                 f"{format_duration(tuner.reserve(trial, per_epoch))}, the budget has "
+                 f"{format_duration(max(budget.training_remaining, 0))} left")
+            continue
+        started = time.monotonic()
+        model, history = train_in_full(hypermodel, trial, dataset, config, _deadline(budget))
+        score = max(history.get(OBJECTIVE) or [0.0])
+        scores[trial.trial_id] = score
+        epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
+        echo(f"trial {number}: val_accuracy {score:.4f} on all the training images, epoch "
+             f"{epoch} of {len(history.get('loss', []))} "
+             f"[{format_duration(time.monotonic() - started)}]")
+        if score > best_score:  # a tie keeps the better-ranked trial
+            winner, best_score = FinalModel(trial, model, history, len(history["loss"])), score
+    if len(scores) > 1:
+        echo(f"trial {int(winner.trial.trial_id) + 1}'s configuration is the result")
+    winner.finalists = scores
+    return winner
 
 
 def model_summary(model, hypermodel, trial) -> str:

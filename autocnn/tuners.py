@@ -37,16 +37,17 @@ class TrackedTrials:
     ``budget``: the wall-clock Budget (no new trial starts when it would not end in time, the
     running one stops at it); ``stop``: a control.StopRequests (Ctrl-C); ``isolate``: a callable
     that runs a trial in a fresh process (see isolation.py); ``reserve``: seconds to keep for
-    retraining, given the best trial and its seconds per epoch; ``cost``: a cost.TrialCost, with
-    which the oracle passes over configurations too slow for the budget.
+    retraining, given a trial and its seconds per epoch, kept for the ``finalists`` best trials;
+    ``cost``: a cost.TrialCost, with which the oracle passes over configurations too slow for the
+    budget.
     """
 
     def __init__(self, *args, tracker: Tracker, total_trials: int, echo=print,
                  budget: Budget | None = None, stop=None, isolate=None, reserve=None,
-                 cost=None, **kwargs):
+                 cost=None, finalists: int = 1, **kwargs):
         self.tracker, self.total_trials, self.echo = tracker, total_trials, echo
         self.budget, self.stop, self.isolate, self.reserve = budget, stop, isolate, reserve
-        self.cost = cost
+        self.cost, self.finalists = cost, finalists
         self.stopped_by = None  # why the search ended before its trials ran out
         self.deadline = None  # a fixed end for trials (an isolated trial's process)
         self.chief = None  # a distributed.Chief: this tuner serves its oracle to workers
@@ -225,15 +226,17 @@ class TrackedTrials:
         return outcome(trial)
 
     def _update_reserve(self):
-        """Keep time for retraining the best trial so far (when the budget is set)."""
+        """Keep time for retraining the best trials so far (when the budget is set)."""
         if self.budget is None or self.reserve is None or not self.epoch_seconds or \
                 self.link is not None:
             return
-        best = self.oracle.get_best_trials(1)
-        if best:
-            per_epoch = self.epoch_seconds.get(best[0].trial_id,
-                                               np.mean(list(self.epoch_seconds.values())))
-            self.budget.reserve = self.reserve(best[0], per_epoch)
+        self.budget.reserve = sum(self.reserve(trial, self.seconds_per_epoch(trial))
+                                  for trial in self.oracle.get_best_trials(self.finalists))
+
+    def seconds_per_epoch(self, trial) -> float:
+        """A trial's seconds per epoch: measured, or the mean of those measured (a resumed
+        search's trials from before)."""
+        return self.epoch_seconds.get(trial.trial_id, np.mean(list(self.epoch_seconds.values())))
 
     def _affordable(self, values: dict) -> str | None:
         """Why a trial of ``values`` is too slow for the budget, or None when it is not (or

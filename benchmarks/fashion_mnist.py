@@ -3,8 +3,8 @@ the same wall-clock budget, on the same train / validation / test split.
 
 1. autocnn: its search, retraining and evaluation, as `autocnn search --tuner bayesian
    --epochs 20 --patience 4 --trial-fraction 0.25 --time-budget BUDGET` runs it (each trial on a
-   quarter of the training images, the best then trained on all of them, validation choosing
-   its epoch);
+   quarter of the training images, the best two then trained on all of them, validation
+   choosing the epoch and the winner);
 2. the reference CNN (CONV 16 5x5 pad 2 -> BN -> ReLU -> max-pool 2 -> CONV 32 5x5 pad 2 -> BN
    -> ReLU -> max-pool 2 -> dense), trained with Adam until the budget ends, early stopping on
    validation accuracy (best weights restored);

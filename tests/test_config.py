@@ -8,6 +8,7 @@ from autocnn.errors import ConfigError
     ("tuner", "grid", r"unknown tuner 'grid': choose one of random, bayesian, hyperband"),
     ("max_trials", 0, r"max_trials must be at least 1, got 0"),
     ("epochs", -1, r"epochs must be at least 1"),
+    ("finalists", 0, r"finalists must be at least 1, got 0"),
     ("champion_metric", "loss", r"unknown champion_metric 'loss'"),
 ])
 def test_bad_search_values_are_named(field, value, message):

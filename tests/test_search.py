@@ -80,3 +80,103 @@ def test_a_trial_fraction_search_ends_with_a_rung_on_all_the_training_images(tmp
     history = MlflowClient(f"sqlite:///{tmp_path}/db.db").get_metric_history(
         result.run_id, "retrain_val_accuracy")
     assert len(history) == result.retrain_epochs  # validation watched the final training
+
+
+def test_the_last_rung_trains_the_finalists_and_keeps_the_best_on_validation(tmp_path):
+    import keras
+
+    from autocnn import data
+
+    lines = []
+    result = run_search(config(tmp_path, max_trials=3, epochs=2, patience=1, trial_fraction=0.5,
+                               finalists=2, space={"family": "plain", "num_blocks": 1}),
+                        echo=lines.append)
+    assert any(line.startswith("best trials ") and "training each on all 1149 training images"
+               in line for line in lines)
+    trained = [line for line in lines if "on all the training images, epoch" in line]
+    assert len(trained) == 2 and len(result.finalists) == 2
+    winner = max(result.finalists, key=result.finalists.get)
+    assert result.best_trial_id == winner
+    # The winner's model survived the other finalist's training: it scores what it scored.
+    dataset = data.load("digits")
+    _, accuracy = keras.Model.evaluate(result.model, dataset.pipeline(dataset.val, 64),
+                                       verbose=0)
+    assert accuracy == pytest.approx(result.finalists[winner], abs=1e-4)
+    metrics = MlflowClient(f"sqlite:///{tmp_path}/db.db").get_run(result.run_id).data.metrics
+    assert metrics["final_val_accuracy"] == pytest.approx(result.finalists[winner])
+    assert len([k for k in metrics if k.startswith("finalist_trial_")]) == 2
+
+
+class _Trials:
+    """A stand-in for a tuner: ranked trials, their seconds per epoch and retraining times."""
+
+    def __init__(self, values_by_score, reserve):
+        import keras_tuner as kt
+
+        self.trials = []
+        for number, (score, values) in enumerate(values_by_score):
+            hp = kt.HyperParameters()
+            for name, value in values.items():
+                hp.Fixed(name, value)
+            trial = kt.engine.trial.Trial(hp, trial_id=str(number))
+            trial.score = score
+            self.trials.append(trial)
+        self.oracle = self
+        self.epoch_seconds = {t.trial_id: 1.0 for t in self.trials}
+        self.reserve = reserve
+
+    def get_best_trials(self, n):
+        return sorted(self.trials, key=lambda t: -t.score)[:n]
+
+
+def _fake_training(scores):
+    def train_in_full(hypermodel, trial, dataset, config, callbacks=()):
+        return f"model of {trial.trial_id}", {"loss": [1.0, 0.5],
+                                              "val_accuracy": [0.5, scores[trial.trial_id]]}
+    return train_in_full
+
+
+def test_finalists_are_distinct_configurations_and_the_best_on_all_images_wins(monkeypatch):
+    from autocnn import search
+    from autocnn.control import Budget
+
+    tuner = _Trials([(0.90, {"filters": 32}), (0.89, {"filters": 32}), (0.85, {"filters": 64}),
+                     (0.80, {"filters": 16})], reserve=lambda trial, per_epoch: 10.0)
+    monkeypatch.setattr(search, "train_in_full", _fake_training({"0": 0.93, "2": 0.95}))
+    lines = []
+    final = search._last_rung(SearchConfig(trial_fraction=0.5, finalists=2), None, tuner,
+                              type("D", (), {"train": range(100)})(), lines.append, Budget(None))
+    assert final.finalists == {"0": 0.93, "2": 0.95}  # trial 1 repeats trial 0: passed over
+    assert final.trial.trial_id == "2" and final.model == "model of 2" and final.epochs == 2
+    assert lines[0].startswith("best trials 1 (0.9000), 3 (0.8500): training each")
+    assert lines[-1] == "trial 3's configuration is the result"
+
+
+def test_a_finalist_the_budget_cannot_afford_is_skipped(monkeypatch):
+    from autocnn import search
+    from autocnn.control import Budget
+
+    tuner = _Trials([(0.90, {"filters": 32}), (0.85, {"filters": 64})],
+                    reserve=lambda trial, per_epoch: 30.0 if trial.trial_id == "0" else 900.0)
+    monkeypatch.setattr(search, "train_in_full", _fake_training({"0": 0.93, "1": 0.95}))
+    lines = []
+    final = search._last_rung(SearchConfig(trial_fraction=0.5, finalists=2), None, tuner,
+                              type("D", (), {"train": range(100)})(), lines.append, Budget(600))
+    assert final.finalists == {"0": 0.93} and final.trial.trial_id == "0"
+    assert any(line.startswith("trial 2: skipped, training it would take about 15:00")
+               for line in lines)
+
+
+def test_the_budget_keeps_time_for_every_finalist():
+    from autocnn.control import Budget
+    from autocnn.tuners import TrackedTrials
+
+    tuner = _Trials([(0.90, {"filters": 32}), (0.85, {"filters": 64}), (0.80, {"filters": 16})],
+                    reserve=lambda trial, per_epoch: 20 * per_epoch)
+    tuner.epoch_seconds = {"0": 3.0, "1": 5.0}  # trial 2's is not measured: the mean stands in
+    tuner.budget, tuner.link = Budget(600), None
+    tuner.seconds_per_epoch = lambda trial: TrackedTrials.seconds_per_epoch(tuner, trial)
+    for finalists, reserve in [(1, 60.0), (2, 160.0), (3, 240.0)]:
+        tuner.finalists = finalists
+        TrackedTrials._update_reserve(tuner)
+        assert tuner.budget.reserve == reserve
