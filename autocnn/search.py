@@ -468,10 +468,10 @@ def _last_rung(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel:
     for rank, trial in enumerate(finalists):
         number = int(trial.trial_id) + 1
         per_epoch = tuner.epoch_seconds.get(trial.trial_id)
-        if rank and per_epoch and budget.seconds is not None and \
-                tuner.reserve(trial, per_epoch) > budget.training_remaining:
+        needed = tuner.reserve(trial, per_epoch) if per_epoch else 0.0
+        if rank and budget.seconds is not None and needed > budget.training_remaining:
             echo(f"trial {number}: skipped, training it would take about "
-                 f"{format_duration(tuner.reserve(trial, per_epoch))}, the budget has "
+                 f"{format_duration(needed)}, the budget has "
                  f"{format_duration(max(budget.training_remaining, 0))} left")
             continue
         started = time.monotonic()
