@@ -25,7 +25,14 @@ from autocnn.control import (
 from autocnn.cost import VALIDATION_SHARE, TrialCost
 from autocnn.errors import ConfigError, SearchError, SizingError
 from autocnn.tracking import Registration, Tracker
-from autocnn.tuners import OBJECTIVE, StopAt, create_tuner, failure_reason, search_id
+from autocnn.tuners import (
+    OBJECTIVE,
+    StopAt,
+    create_tuner,
+    distinct_best_trials,
+    failure_reason,
+    search_id,
+)
 
 PIPELINE_BATCH = 64  # what the input pipeline yields; each trial rebatches to its batch_size
 
@@ -451,14 +458,7 @@ def _last_rung(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel:
     """The best ``config.finalists`` configurations (distinct), each trained on all the
     training images in turn (see train_in_full) while the budget affords it; the one with the
     best validation accuracy wins."""
-    finalists, seen = [], set()
-    for trial in tuner.oracle.get_best_trials(len(tuner.oracle.trials)):
-        values = tuple(sorted(space.active_values(trial.hyperparameters).items(), key=str))
-        if values not in seen:
-            seen.add(values)
-            finalists.append(trial)
-        if len(finalists) == config.finalists:
-            break
+    finalists = distinct_best_trials(tuner.oracle, config.finalists)
     names = ", ".join(f"{int(t.trial_id) + 1} ({t.score:.4f})" for t in finalists)
     echo(f"best trial{'s' if len(finalists) > 1 else ''} {names}: training "
          f"{'each' if len(finalists) > 1 else 'it'} on all {len(dataset.train)} training "

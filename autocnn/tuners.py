@@ -231,7 +231,7 @@ class TrackedTrials:
                 self.link is not None:
             return
         self.budget.reserve = sum(self.reserve(trial, self.seconds_per_epoch(trial))
-                                  for trial in self.oracle.get_best_trials(self.finalists))
+                                  for trial in distinct_best_trials(self.oracle, self.finalists))
 
     def seconds_per_epoch(self, trial) -> float:
         """A trial's seconds per epoch: measured, or the mean of those measured (a resumed
@@ -481,6 +481,20 @@ class WarmStart:
         if reason:
             self.passed_over.append(reason)
         return reason is None
+
+
+def distinct_best_trials(oracle, n: int) -> list:
+    """The ``n`` best completed trials, one per configuration (a configuration the oracle
+    picked twice counts once): the last rung's finalists."""
+    best, seen = [], set()
+    for trial in oracle.get_best_trials(len(oracle.trials)):
+        values = tuple(sorted(space.active_values(trial.hyperparameters).items(), key=str))
+        if values not in seen:
+            seen.add(values)
+            best.append(trial)
+        if len(best) == n:
+            break
+    return best
 
 
 def nearest(hp, value):
