@@ -23,3 +23,11 @@ class TrackingError(AutoCNNError):
 
 class SearchError(AutoCNNError):
     """The search could not produce a model (for example, every trial failed)."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """" (did you mean 'max_trials'?)" for the choice closest to a mistyped ``name``, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -23,9 +23,10 @@ from pathlib import Path
 import click
 
 from autocnn.config import read_yaml
-from autocnn.errors import ConfigError
+from autocnn.errors import ConfigError, did_you_mean
 
 STAGES = ("search", "evaluate", "predict", "export")
+SECTIONS = ("name", "description", "data", "settings", "stages")
 PENDING_MODEL = "models:/pending-search"  # stands for the search's model while checking
 STATE_DIR = Path("mlruns/pipelines")
 
@@ -34,10 +35,11 @@ def load(path, sets=()) -> dict:
     """The pipeline file with ``--set section.key=value`` applied; ConfigError when malformed."""
     file = Path(path)
     spec = read_yaml(file, "pipeline file", "name, description, data, settings and stages")
-    unknown = set(spec) - {"name", "description", "data", "settings", "stages"}
+    unknown = set(spec) - set(SECTIONS)
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; a pipeline "
-                          "has name, description, data, settings and stages")
+        first = sorted(unknown)[0]
+        raise ConfigError(f"{path}: unknown section {first!r}{did_you_mean(first, SECTIONS)}; a "
+                          "pipeline has name, description, data, settings and stages")
     stages = spec.get("stages")
     if not isinstance(stages, list) or not stages:
         raise ConfigError(f"{path}: 'stages' must be a list of stages, e.g. - search: {{...}}")
@@ -47,8 +49,8 @@ def load(path, sets=()) -> dict:
             raise ConfigError(f"{path}: stage {number} must be one mapping, e.g. - search: {{...}}")
         (name, options), = stage.items()
         if name not in STAGES:
-            raise ConfigError(f"{path}: stage {number} is {name!r}; stages are "
-                              f"{', '.join(STAGES)}")
+            raise ConfigError(f"{path}: stage {number} is {name!r}{did_you_mean(name, STAGES)}; "
+                              f"stages are {', '.join(STAGES)}")
         if options is not None and not isinstance(options, dict):
             raise ConfigError(f"{path}: stage {number} ({name}) takes a mapping of options")
         parsed.append([name, dict(options or {})])
@@ -84,8 +86,8 @@ def arguments(command: click.Command, name: str, options: dict, where: str) -> l
     for key, value in options.items():
         param = params.get(key)
         if param is None:
-            raise ConfigError(f"{where}: stage {name} has no option {key!r}; it has "
-                              f"{', '.join(sorted(params))}")
+            hint = did_you_mean(key, params) or f"; `autocnn {name} --help` lists its options"
+            raise ConfigError(f"{where}: stage {name} has no option {key!r}{hint}")
         values = value if isinstance(value, list) else [value]
         if isinstance(param, click.Argument):
             positional += [str(v) for v in values]

@@ -3,6 +3,7 @@
 import gzip
 import os
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -116,24 +117,36 @@ def load_npz(file: str, config: DataConfig) -> Loaded:
     path = Path(file)
     if not path.is_file():
         raise DataError(f"{file}: no such file")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{file}: not a readable .npz file ({err})") from None
-    with archive:
-        missing = {"x", "y"} - set(archive.files)
-        if missing:
-            raise DataError(f"{file}: missing array(s) {', '.join(sorted(missing))}; a .npz "
-                            f"data set holds x (images), y (labels), optional class_names; it "
-                            f"has {', '.join(archive.files) or 'nothing'}")
-        x, y = archive["x"], archive["y"]
-        names = archive["class_names"] if "class_names" in archive.files else None
+    x, y, names = _read_npz(path, file)
     if y.dtype.kind in "US" and names is None:
         names = np.unique(y)
         y = np.searchsorted(names, y)
     if names is None:
         names = np.arange(int(y.max()) + 1 if len(y) else 0)
     return _in_memory({"train": (x, y)}, tuple(str(n) for n in names), config, where=file)
+
+
+def _read_npz(path: Path, file: str):
+    """The x, y and class_names arrays of a .npz file (class_names None when absent)."""
+    fix = "write one with numpy.savez(FILE, x=images, y=labels)"
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise DataError(f"{file}: a single array, not a .npz archive of x and y; {fix}")
+        with archive:
+            missing = {"x", "y"} - set(archive.files)
+            if missing:
+                raise DataError(f"{file}: missing array(s) {', '.join(sorted(missing))}; a "
+                                ".npz data set holds x (images), y (labels), optional "
+                                f"class_names; it has {', '.join(archive.files) or 'nothing'}")
+            names = archive["class_names"] if "class_names" in archive.files else None
+            return archive["x"], archive["y"], names
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        # numpy reads anything that is neither a zip nor an .npy header as a pickle.
+        reason = "not a zip archive" if "pickle" in str(err) else str(err).splitlines()[0]
+        raise DataError(f"{file}: not a readable .npz file ({reason}); {fix}") from None
 
 
 def load_tfds(name: str, config: DataConfig) -> Loaded:
@@ -186,14 +199,13 @@ def _tfds_arrays(builder, split, config):
 
 
 def _in_memory(arrays: dict, class_names, config, where: str | None = None) -> Loaded:
-    from autocnn.inputs import fit_arrays
+    checked = {split: from_arrays(x, y, where or split) for split, (x, y) in arrays.items()}
+    from autocnn.inputs import fit_arrays  # TensorFlow: only once the arrays are known good
 
     splits = {}
-    for split, (x, y) in arrays.items():
-        label = where or split
-        x, y = from_arrays(x, y, label)
+    for split, (x, y) in checked.items():
         x = fit_arrays(x, config.image_size, config.channels)
-        splits[split] = Split(check_labels(y, len(class_names), label), x)
+        splits[split] = Split(check_labels(y, len(class_names), where or split), x)
     return Loaded(splits, tuple(class_names), tuple(splits["train"].images.shape[1:]))
 
 

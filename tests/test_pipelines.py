@@ -43,7 +43,7 @@ def test_a_failed_stage_stops_the_pipeline_and_a_rerun_resumes_after_the_last_go
     code, _, err = run(["run", "two.yaml", "--set", f"evaluate.dataset={workdir / 'pets'}"],
                        capsys)
     assert code == 2
-    last = err.strip().splitlines()[-1]  # MLflow reports the registration above it
+    last = err.strip().splitlines()[-1]
     assert last.startswith("Error: stage 2 (evaluate) failed: the model predicts 10 classes")
     assert "rerunning the pipeline resumes here" in last
     code, out, _ = run(["run", "two.yaml"], capsys)
@@ -54,10 +54,12 @@ def test_a_failed_stage_stops_the_pipeline_and_a_rerun_resumes_after_the_last_go
 
 @pytest.mark.parametrize("text, message", [
     ("stages: [{train: {}}]", "stage 1 is 'train'; stages are search, evaluate, predict, export"),
-    ("stages: [{search: {max_trails: 3}}]", "stage search has no option 'max_trails'; it has"),
+    ("stages: [{search: {max_trails: 3}}]",
+     "stage search has no option 'max_trails' (did you mean 'max_trials'?)"),
+    ("stages: [{search: {qqq: 3}}]", "no option 'qqq'; `autocnn search --help` lists its"),
     ("stages: [{search: {max_trials: many}}]", "Invalid value for '--max-trials'"),
     ("stages: [{search: {tuner: grid}}]", "'grid' is not one of 'random', 'bayesian'"),
-    ("stage: []", "unknown section(s) stage"),
+    ("stage: []", "unknown section 'stage' (did you mean 'stages'?)"),
     ("stages: []", "'stages' must be a list of stages"),
     ("- search: {}", "a pipeline file maps name, description, data, settings and stages"),
     ("stages: [{evaluate: {}}]", "stage 1 (evaluate) needs a model"),

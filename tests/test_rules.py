@@ -66,7 +66,7 @@ def test_the_space_size_follows_the_rules():
     ("filters: {min: 8, max: 64}", r"filters takes a list of values or one value, not a range"),
     ("filters: [32, -1]", r"filters=-1 must not be negative"),
     ("- a list", r"space.yaml: a space file maps hyperparameter names to values"),
-    ("family: [plain", r"space.yaml: not valid YAML"),
+    ("family: [plain", r"space.yaml, line 1, column 15: not valid YAML"),
 ])
 def test_bad_space_files_are_named(tmp_path, capsys, text, message):
     from autocnn.cli import main
