@@ -6,6 +6,7 @@ Keras model's.
 """
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from autocnn import models
 from autocnn.errors import ConfigError
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+ONNX_INSTALL = "pip install 'autocnn[onnx]'"  # tf2onnx, onnx and onnxruntime
 TOLERANCE = 1e-4  # the largest difference in any class probability that counts as the same
 
 
@@ -36,7 +38,7 @@ def export(loaded: models.LoadedModel, fmt: str, output) -> Path:
         raise ConfigError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     path = Path(output)
     if fmt == "onnx":
-        _require("onnx", "tf2onnx")
+        _require("tf2onnx", "onnx", "onnxruntime")
     if path.is_dir():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +47,12 @@ def export(loaded: models.LoadedModel, fmt: str, output) -> Path:
             raise ConfigError(f"--output {output}: a Keras model file must end in .keras")
         return models.save(loaded, path, loaded.class_names)
     keras_format = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}[fmt]
-    loaded.model.export(str(path), format=keras_format, verbose=False)
+    # Keras's exporters trace the model from its first call, and a model just loaded from a
+    # file (or the registry) has never been called: call it once on one blank image.
+    loaded.model(np.zeros((1, *loaded.input_shape), "float32"), training=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes numpy's removed names
+        loaded.model.export(str(path), format=keras_format, verbose=False)
     models.write_classes(path, loaded.class_names)
     return path
 
@@ -53,7 +60,7 @@ def export(loaded: models.LoadedModel, fmt: str, output) -> Path:
 def check(loaded: models.LoadedModel, fmt: str, path, images: np.ndarray,
           tolerance: float = TOLERANCE) -> Check:
     """Run the export at ``path`` and the Keras model on ``images`` and compare them."""
-    expected = loaded.model.predict(images, verbose=0)
+    expected = models.predict_probabilities(loaded.model, images)
     got = predict(fmt, path, images)
     return Check(len(images), float(np.abs(got - expected).max()),
                  float(np.mean(got.argmax(-1) == expected.argmax(-1))), tolerance)
@@ -63,7 +70,7 @@ def predict(fmt: str, path, images: np.ndarray) -> np.ndarray:
     """Class probabilities from an exported model, through its own runtime."""
     images = images.astype("float32")
     if fmt == "keras":
-        return models.load(str(path)).model.predict(images, verbose=0)
+        return models.predict_probabilities(models.load(str(path)).model, images)
     if fmt == "savedmodel":
         import tensorflow as tf
 
@@ -99,6 +106,5 @@ def _require(*modules):
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError(f"ONNX needs the package(s) {', '.join(missing)}: pip install "
-                          f"{' '.join(missing)} (tf2onnx must support the installed "
-                          "TensorFlow), or export keras, savedmodel or tflite")
+        raise ConfigError(f"ONNX export needs {', '.join(missing)}, which this Python lacks: "
+                          f"{ONNX_INSTALL}, or export keras, savedmodel or tflite")

@@ -104,15 +104,22 @@ def test_compare_lists_trials_and_registered_versions(registered, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["evaluate", "models:/missing@champion"], "models:/missing@champion: cannot load it from"),
-    (["evaluate", "runs:/0123456789abcdef/model"], "runs:/0123456789abcdef/model: cannot load"),
+    (["evaluate", "models:/missing@champion", "--tracking-uri", "STORE"],
+     "models:/missing@champion: cannot load it from"),
+    (["evaluate", "runs:/0123456789abcdef/model", "--tracking-uri", "STORE"],
+     "runs:/0123456789abcdef/model: cannot load"),
     (["evaluate", "model.h5"], "model.h5: give models:/NAME@ALIAS, models:/NAME/VERSION"),
     (["evaluate", "gone.keras"], "gone.keras: no such model file"),
     (["predict", "gone.keras", "nothing.png"], "nothing.png: no such file or folder"),
-    (["compare", "--experiment", "nope"], "no experiment 'nope' in sqlite:///"),
+    (["compare", "--experiment", "nope", "--tracking-uri", "STORE"],
+     "no experiment 'nope' in sqlite:///"),
 ])
 def test_bad_references_are_one_line_errors(args, message, workdir, capsys):
-    code, _, err = run(args, capsys)
+    from autocnn.tracking import Tracker
+
+    store = f"sqlite:///{workdir}/store/mlflow.db"
+    Tracker(store, "other")  # a store, without the experiment asked for
+    code, _, err = run([store if a == "STORE" else a for a in args], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
@@ -160,16 +167,48 @@ def test_export_round_trips_and_checks_the_predictions(fmt, name, registered, tm
     assert difference <= 1e-4
 
 
-def test_export_to_onnx_needs_its_converter(registered, tmp_path, capsys):
-    import importlib.util
-
+def test_export_to_onnx_round_trips_from_the_registry_and_a_keras_file(registered, tmp_path,
+                                                                      capsys):
     _, uri, _ = registered
     code, out, err = run(["export", "models:/stages@champion", "--format", "onnx", "--output",
                           str(tmp_path / "digits.onnx"), "--tracking-uri", uri], capsys)
-    if importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("onnxruntime"):
-        assert code == 0 and "top class agrees on 100.0%" in out
-    else:
-        assert code == 2 and "ONNX needs the package(s)" in err
+    assert code == 0, err
+    assert "top class agrees on 100.0%" in out and (tmp_path / "digits.onnx").is_file()
+    # A model loaded from a file has never been called, as one from the registry.
+    code, out, err = run(["export", "models:/stages@champion", "--format", "keras", "--output",
+                          str(tmp_path / "digits.keras"), "--tracking-uri", uri], capsys)
+    assert code == 0, err
+    code, out, err = run(["export", str(tmp_path / "digits.keras"), "--format", "onnx",
+                          "--output", str(tmp_path / "file.onnx"), "--dataset", "digits",
+                          "--tracking-uri", uri], capsys)
+    assert code == 0, err
+    assert "top class agrees on 100.0%" in out
+
+
+def test_onnx_export_works_for_a_backbone_model(tmp_path, seed):
+    from test_transfer import backbone_model
+
+    from autocnn import export
+
+    model, _, _ = backbone_model("mobilenet_v3_small", input_shape=(8, 8, 1), classes=3)
+    models.save(model, tmp_path / "backbone.keras", ["a", "b", "c"])
+    loaded = models.load(str(tmp_path / "backbone.keras"))
+    path = export.export(loaded, "onnx", tmp_path / "backbone.onnx")
+    images = np.random.default_rng(0).random((8, 8, 8, 1), dtype=np.float32)
+    result = export.check(loaded, "onnx", path, images)
+    assert result.passed, result
+
+
+def test_a_missing_onnx_package_names_the_extra(monkeypatch, tmp_path):
+    import importlib.util
+
+    from autocnn import export
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"needs tf2onnx.*pip install 'autocnn\[onnx\]'"):
+        export.export(None, "onnx", tmp_path / "m.onnx")
 
 
 def test_search_stages_can_be_turned_off_and_the_summary_is_logged(workdir, capsys):
