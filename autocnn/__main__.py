@@ -1,6 +1,6 @@
 """`python -m autocnn` runs the command line."""
 
-from autocnn.cli import main
+from autocnn.cli import console
 
 if __name__ == "__main__":
-    main()
+    console()

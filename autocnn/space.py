@@ -246,6 +246,11 @@ class CNNHyperModel(kt.HyperModel):
         except backbones.WeightsError as err:
             return _rejected_model(self.input_shape, self.num_classes, str(err))
 
+    def batch_size(self, hp) -> int:
+        """The global batch size a training of ``hp`` will use, without declaring it in ``hp``
+        (it is declared in ``fit``, so a trial's values may not hold it yet)."""
+        return training_hyperparameters(Space(hp.copy(), self.rules)) * self.replicas
+
     def fit(self, hp, model, *args, **kwargs):
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)

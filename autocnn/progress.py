@@ -1,0 +1,109 @@
+"""Live progress inside one training (a trial, a retraining, a finalist): a bar that redraws in
+place on a terminal, one plain line per epoch elsewhere (CI logs, nohup)."""
+
+import sys
+import time
+
+import keras
+
+from autocnn.control import format_duration
+
+REDRAW_SECONDS = 0.25  # the bar redraws at most this often
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch: ``trial 3/10  epoch 4/20  val_accuracy 0.9112  31s  ETA 4:40``
+    (the ETA is for the rest of this training, at the mean pace of its epochs so far).
+
+    ``label`` names the training ("trial 3/10", "retraining"); ``echo`` prints a line.
+    """
+
+    def __init__(self, label: str, echo=print):
+        super().__init__()
+        self.label, self.echo = label, echo
+        self._began, self._epoch_began, self.last_val = 0.0, 0.0, None
+
+    def on_train_begin(self, logs=None):
+        self._began = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_began = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.last_val = logs.get("val_accuracy", self.last_val)
+        self.echo(self._epoch_line(epoch, logs))
+
+    def _epoch_line(self, epoch: int, logs: dict) -> str:
+        epochs = self.params.get("epochs") or epoch + 1
+        score = logs.get("val_accuracy", logs.get("accuracy"))
+        name = "val_accuracy" if "val_accuracy" in logs else "accuracy"
+        spent = time.monotonic() - self._began
+        eta = spent / (epoch + 1) * (epochs - epoch - 1)
+        return (f"{self.label}  epoch {epoch + 1}/{epochs}"
+                + (f"  {name} {score:.4f}" if score is not None else "")
+                + f"  {_seconds(time.monotonic() - self._epoch_began)}  ETA {format_duration(eta)}")
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 10 else format_duration(seconds)
+
+
+class LiveProgress(EpochProgress):
+    """EpochProgress on a terminal, as one line redrawn in place: within an epoch the batch,
+    images a second, the epoch's ETA and the last validation accuracy; between epochs the
+    epoch's line. It is cleared when the training ends (the trial's own line follows)."""
+
+    def __init__(self, label: str, batch_size: int | None = None, stream=None):
+        # sys.stdout is looked up when drawing: KerasTuner deep-copies a trial's callbacks,
+        # and a file object cannot be copied.
+        self.stream = stream
+        super().__init__(label, echo=self._draw)
+        self.batch_size, self._drawn, self._epoch = batch_size, 0.0, 0
+        self._steps, self._batches = None, 0  # batches an epoch, once known; this epoch's
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches = batch + 1
+        now = time.monotonic()
+        if now - self._drawn < REDRAW_SECONDS:
+            return
+        self._drawn = now
+        # A tf.data input of unknown length: the first epoch counts its batches.
+        steps, spent = self.params.get("steps") or self._steps, now - self._epoch_began
+        pace = (batch + 1) / spent if spent > 0 else 0.0
+        parts = [self.label, f"epoch {self._epoch + 1}/{self.params.get('epochs')}",
+                 f"batch {batch + 1}" + (f"/{steps}" if steps else "")]
+        if self.batch_size:
+            parts.append(f"{pace * self.batch_size:,.0f} img/s")
+        if steps and pace:
+            parts.append(f"epoch ETA {format_duration((steps - batch - 1) / pace)}")
+        if self.last_val is not None:
+            parts.append(f"val_accuracy {self.last_val:.4f}")
+        self._draw("  ".join(parts))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._epoch, self._batches = epoch, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._steps = self._steps or self._batches
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self._draw("")
+
+    def _draw(self, line: str):
+        stream = self.stream or sys.stdout
+        stream.write("\r\033[K" + line)  # back to the line's start, clear it, redraw
+        stream.flush()
+
+
+def training_progress(label: str, echo=print, batch_size: int | None = None,
+                      verbose: int = 0) -> list:
+    """The progress callbacks for one training: none with ``verbose`` (Keras's own bar shows),
+    a live bar on a terminal, plain epoch lines through ``echo`` elsewhere."""
+    if verbose:
+        return []
+    if sys.stdout.isatty():
+        return [LiveProgress(label, batch_size)]
+    return [EpochProgress(label, echo)]
