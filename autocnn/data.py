@@ -5,6 +5,8 @@ Fashion-MNIST, .npz, tensorflow-datasets) or as file paths that `tf.data` decode
 parallel (image folders), so a folder far larger than memory still trains.
 """
 
+import functools
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -53,6 +55,17 @@ class Dataset:
     cache: str = "auto"
     orientation_matters: bool = False  # True for digits and letters: no flips
 
+    @functools.cached_property
+    def fingerprint(self) -> dict:
+        """What identifies this data: its source, classes, input shape, split sizes and a
+        digest of the contents (see fingerprint_digest). A project and every model version
+        registered from it record it, so other data never resumes the project or competes
+        with its models."""
+        return {"source": absolute_source(self.name), "classes": list(self.class_names),
+                "input_shape": list(self.input_shape),
+                "splits": {name: len(split) for name, split in self.splits.items()},
+                "digest": fingerprint_digest(self.splits)}
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -88,6 +101,48 @@ class Dataset:
         if self.cache != "auto":
             return self.cache == "memory"
         return len(split) * int(np.prod(self.input_shape)) <= AUTO_CACHE_BYTES
+
+
+def fingerprint_digest(splits: dict[str, Split]) -> str:
+    """A short SHA-256 of every split's labels and images: the arrays' bytes for images in
+    memory; for image files, each file's path (relative to the files' common folder, so a
+    moved folder keeps its digest), size and modification time, which is cheap for folders of
+    any size and changes whenever a file does."""
+    digest = hashlib.sha256()
+    paths = [p for split in splits.values() for p in split.paths or ()]
+    root = os.path.commonpath(paths) if len(paths) > 1 else ""
+    for name, split in splits.items():
+        digest.update(name.encode() + np.ascontiguousarray(split.labels, "int64").tobytes())
+        if split.images is not None:
+            digest.update(str(split.images.shape).encode() + split.images.dtype.str.encode())
+            digest.update(np.ascontiguousarray(split.images).data)
+        for path in split.paths or ():
+            stat = os.stat(path)
+            digest.update(f"{os.path.relpath(path, root or None)}|{stat.st_size}|"
+                          f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def absolute_source(dataset: str) -> str:
+    """``dataset`` as a source that means the same from any folder: a file or folder that
+    exists made absolute; a named source (digits, tfds:NAME) as it is."""
+    kind, sep, rest = dataset.partition(":")
+    if sep and kind == "idx":
+        return f"idx:{absolute_source(rest)}"
+    found = os.path.expanduser(dataset)
+    if sep and kind == "tfds" or not os.path.exists(found):
+        return dataset
+    return os.path.abspath(found) + (os.sep if os.path.isdir(found) else "")
+
+
+def describe_fingerprint(fingerprint: dict) -> str:
+    """A fingerprint in one phrase: source, classes, shape, split sizes and digest."""
+    classes = fingerprint["classes"]
+    names = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    splits = "/".join(str(n) for n in fingerprint["splits"].values())
+    return (f"{fingerprint['source']} ({len(classes)} classes: {names}; "
+            f"{'x'.join(map(str, fingerprint['input_shape']))} images; {splits} train/val/test; "
+            f"digest {fingerprint['digest']})")
 
 
 def load(config: DataConfig | str, echo=None) -> Dataset:

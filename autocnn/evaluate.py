@@ -27,6 +27,29 @@ def compute_metrics(y_true, y_pred, class_names) -> dict:
     return result
 
 
+CHANCE_P_VALUE = 0.01  # how sure a model must be shown to beat the majority class
+
+
+def chance_level(y_true, accuracy: float) -> str:
+    """Why a model of ``accuracy`` on labels ``y_true`` is not clearly better than always
+    answering the most common class, or "" when it is: its number of correct answers must be
+    above the majority-class rate by a one-sided binomial test at CHANCE_P_VALUE (a model that
+    predicts one class for everything scores exactly that rate)."""
+    from scipy.stats import binomtest
+
+    labels = np.asarray(y_true)
+    if not len(labels):
+        return ""
+    majority = np.bincount(labels).max() / len(labels)
+    correct = int(round(accuracy * len(labels)))
+    p_value = binomtest(correct, len(labels), majority, alternative="greater").pvalue
+    if p_value < CHANCE_P_VALUE:
+        return ""
+    return (f"its test accuracy {accuracy:.4f} is not clearly above the {majority:.4f} of "
+            f"always answering the most common class ({len(labels)} test images, p = "
+            f"{p_value:.2f})")
+
+
 def flatten_metrics(result: dict, prefix: str = "test_") -> dict[str, float]:
     """MLflow-ready scalar metrics: test_f1_macro, test_f1_class_<name>, ..."""
     flat = {f"{prefix}{key}": result[key] for key in SUMMARY_KEYS}

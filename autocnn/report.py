@@ -53,6 +53,8 @@ def format_summary(result, config) -> str:
             verdict = "now the champion" + (
                 "" if reg.previous_champion is None
                 else f" (beat {reg.previous_champion:.4f} on test_{config.champion_metric})")
+        elif reg.not_compared:
+            verdict = f"not the champion: {reg.not_compared}"
         else:
             verdict = (f"champion kept ({reg.previous_champion:.4f} >= "
                        f"{m[config.champion_metric]:.4f} on test_{config.champion_metric})")

@@ -4,6 +4,9 @@ import keras
 
 from autocnn.tracking import Tracker
 
+FINGERPRINT = {"source": "x.npz", "classes": ["a", "b"], "input_shape": [4, 4, 1],
+               "splits": {"train": 8, "val": 2, "test": 2}, "digest": "0123abcd"}
+
 
 def tiny_model():
     inputs = keras.Input((4, 4, 1))
@@ -17,7 +20,8 @@ def test_champion_moves_only_on_improvement(tmp_path, seed):
     results = []
     for score in (0.5, 0.4, 0.9):
         tracker.start_run("search", {}, {})
-        results.append(tracker.register_model(tiny_model(), x, "m", "test_f1_macro", score))
+        results.append(tracker.register_model(tiny_model(), x, "m", "test_f1_macro", score,
+                                              FINGERPRINT))
         tracker.end_run()
     assert [(r.version, r.champion, r.previous_champion) for r in results] == [
         (1, True, None), (2, False, 0.5), (3, True, 0.5)]

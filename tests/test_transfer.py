@@ -315,7 +315,8 @@ def test_a_registered_backbone_model_loads_back_from_mlflow(weights, workdir):
               "--epochs", "1", "--tracking-uri", uri, "--project", "transfer"])
     assert exit_info.value.code == 0
     mlflow.set_tracking_uri(uri)
-    model = mlflow.keras.load_model("models:/transfer@champion")
+    # One epoch leaves it near chance, so it is registered without the champion alias.
+    model = mlflow.keras.load_model("models:/transfer/1")
     assert model.get_layer("backbone_input").backbone == "mobilenet_v3_small"
     images = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
     assert model.predict(images, verbose=0).shape == (3, 10)
