@@ -7,12 +7,14 @@ Any `AutoCNNError` or usage error becomes one line on stderr and exit status 2.
 import os
 import socket
 import sys
+from pathlib import Path
 
 import click
 
 from autocnn import __version__, stage_commands
 from autocnn.config import (
     CHAMPION_METRICS,
+    DEFAULT_MAX_TRIALS,
     DEFAULT_TRACKING_URI,
     DEFAULT_TUNER_DIR,
     DISTRIBUTED,
@@ -55,8 +57,10 @@ def cli():
 @data_options
 @click.option("--tuner", type=click.Choice(TUNERS), default="random", show_default=True,
               help="keras-tuner algorithm.")
-@click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Most trials to run; architectures rejected by sizing count as trials.")
+@click.option("--max-trials", type=click.IntRange(min=1), default=None,
+              help="Most trials to run; architectures rejected by sizing count as trials "
+                   f"[default: {DEFAULT_MAX_TRIALS}; with --time-budget, no limit: the budget "
+                   "decides].")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
               help="Most epochs per trial (Hyperband's max_epochs).")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
@@ -78,11 +82,12 @@ def cli():
 @click.option("--max-failed-trials", type=click.IntRange(min=1), default=10, show_default=True,
               help="Give up after this many failed trials in a row.")
 @click.option("--max-params", type=click.IntRange(min=1), default=None,
-              help="Reject architectures with more parameters, before building them.")
+              help="Reject architectures with more parameters, before building them "
+                   "[default: no limit].")
 @click.option("--time-budget", type=Duration(), default=None,
               help="Wall-clock limit for the search, retraining and evaluation: 90s, 45m, 2h, "
                    "1h30m. No trial starts that would not end in time; the running one stops "
-                   "at the budget with its best epoch kept.")
+                   "at the budget with its best epoch kept [default: none].")
 @click.option("--isolate", is_flag=True, help="Run each trial in a fresh process: no memory "
               "builds up, and a trial that crashes its process fails alone (a few seconds more "
               "per trial).")
@@ -324,7 +329,8 @@ def data():
 @data_options
 @click.option("--seed", type=int, default=42, show_default=True, help="Fixes the split.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the PNG grid of samples [default: DATASET-samples.png].")
+              help="Where to write the PNG grid of samples [default: "
+                   "mlruns/inspect/DATASET-samples.png].")
 def inspect(dataset, output, **options):
     """Counts per class and split, image shape and value range, and a PNG grid of samples.
 
@@ -340,9 +346,10 @@ def inspect(dataset, output, **options):
 
     loaded = data_module.load(config, echo=click.echo)
     click.echo(inspection.describe(loaded))
-    output = output or f"{data_module.slug(dataset)}-samples.png"
+    output = Path(output or f"mlruns/inspect/{data_module.slug(dataset)}-samples.png")
+    output.parent.mkdir(parents=True, exist_ok=True)
     inspection.plot_samples(loaded).savefig(output, dpi=100)
-    click.echo(f"\nsample grid written to {output}")
+    click.echo(f"\nsample grid written to {output.resolve()}")
 
 
 @cli.command()
@@ -355,7 +362,7 @@ def ui(tracking_uri, port, host):
     """Open the MLflow UI over the project's store (a parent run per search, a child per trial)."""
     from autocnn.tracking import resolve_tracking_uri
 
-    uri, artifacts = resolve_tracking_uri(tracking_uri)
+    uri, artifacts = resolve_tracking_uri(tracking_uri, create=False)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", host, "--port", str(port)]
     if artifacts:
@@ -388,5 +395,15 @@ def main(argv=None):
     sys.exit(code if isinstance(code, int) else 0)
 
 
-if __name__ == "__main__":
+def console():
+    """The ``autocnn`` command: main() with TensorFlow's native start-up notices kept off the
+    console (see native_logs)."""
+    from autocnn import native_logs
+
+    if native_logs.wanted(sys.argv[1:]):
+        native_logs.filter_stderr()
     main()
+
+
+if __name__ == "__main__":
+    console()

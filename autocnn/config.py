@@ -15,6 +15,7 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTED = ("none", "chief")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # relative to the working directory
 DEFAULT_TUNER_DIR = "mlruns/tuner"
+DEFAULT_MAX_TRIALS = 10  # without a time budget
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class DataConfig:
 class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     tuner: str = "random"  # one of TUNERS
-    max_trials: int = 10  # trials to run, rejected architectures included
+    # Trials to run, rejected architectures included; None: 10, or as many as the time budget
+    # allows when there is one (a user who gives a budget expects the budget to decide).
+    max_trials: int | None = None
     epochs: int = 20  # most epochs per trial (Hyperband's max_epochs)
     patience: int = 5  # early stopping on validation accuracy, in epochs
     trial_fraction: float = 1.0  # of the training images each trial trains on (retraining: all)
@@ -91,7 +94,7 @@ class SearchConfig:
             raise ConfigError("--isolate runs trials in this process's children; a distributed "
                               "search runs them in its workers: choose one")
         for name in ("max_trials", "epochs", "patience", "max_failed_trials", "finalists"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.trial_fraction <= 1:
             raise ConfigError("trial_fraction is the share of the training images each trial "
@@ -106,6 +109,14 @@ class SearchConfig:
     def chief(self) -> bool:
         """Whether this search serves its oracle to worker processes."""
         return self.distributed == "chief" or self.workers > 0
+
+    @property
+    def trial_limit(self) -> int | None:
+        """The most trials to run: ``max_trials``, else 10 without a time budget and no limit
+        with one."""
+        if self.max_trials is not None:
+            return self.max_trials
+        return None if self.time_budget is not None else DEFAULT_MAX_TRIALS
 
     @property
     def project_name(self) -> str:
@@ -146,7 +157,10 @@ def read_yaml(path, kind: str, shape: str) -> dict:
     try:
         content = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: a {kind} maps {shape}")
     return content

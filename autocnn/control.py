@@ -47,6 +47,11 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def trial_label(number: int, total: int | None) -> str:
+    """``  3/10``, or ``  3`` when the number of trials has no limit (the budget decides)."""
+    return f"{number:>3}" + (f"/{total}" if total else "")
+
+
 class Budget:
     """A wall-clock budget for a whole search command, from its start.
 

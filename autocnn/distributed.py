@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from autocnn.control import trial_label
 from autocnn.errors import AutoCNNError, ConfigError
 
 SERVICE = "autocnn.Workers"  # beside keras-tuner's own service on the chief's port
@@ -200,8 +201,8 @@ class Chief:
                 if self.assigned.get(trial.trial_id) != tuner_id or \
                         trial.trial_id not in self.started:
                     self.started[trial.trial_id] = self.clock()
-                    self.echo(f"trial {int(trial.trial_id) + 1:>3}/{self.total_trials} started "
-                              f"on {tuner_id}")
+                    self.echo(f"trial {trial_label(int(trial.trial_id) + 1, self.total_trials)}"
+                              f" started on {tuner_id}")
                 self.assigned[trial.trial_id] = tuner_id
         return trial
 
@@ -262,7 +263,8 @@ class Chief:
 
     def _trials_used(self) -> bool:
         trials = self.oracle.trials
-        return (len(trials) >= self.total_trials and not self.oracle._retry_queue
+        return (self.total_trials is not None and len(trials) >= self.total_trials
+                and not self.oracle._retry_queue
                 and all(t.status != "RUNNING" for t in trials.values()))
 
     def _silence(self, worker: dict) -> float:

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from autocnn.errors import ConfigError
 
 URI_SCHEMES = ("models:/", "runs:/")
@@ -23,6 +25,7 @@ class LoadedModel:
     reference: str  # as the user gave it
     run_id: str | None = None  # the MLflow run that logged it, when there is one
     dataset: str | None = None  # the data set it was trained on, when recorded
+    seed: int | None = None  # the seed its data was split with, when recorded
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -30,9 +33,10 @@ class LoadedModel:
 
 
 def load(reference: str, tracking_uri: str | None = None) -> LoadedModel:
-    """The model ``reference`` names; ConfigError saying what is wrong when it cannot be had."""
-    import autocnn.blocks  # noqa: F401  (registers autocnn's layers with Keras)
+    """The model ``reference`` names; ConfigError saying what is wrong when it cannot be had.
 
+    What can be checked without TensorFlow (the file, the store) is checked before it loads.
+    """
     if reference.startswith(URI_SCHEMES):
         return _load_logged(reference, tracking_uri)
     path = Path(reference).expanduser()
@@ -42,6 +46,8 @@ def load(reference: str, tracking_uri: str | None = None) -> LoadedModel:
     if not path.is_file():
         raise ConfigError(f"{reference}: no such model file")
     import keras
+
+    import autocnn.blocks  # noqa: F401  (registers autocnn's layers with Keras)
 
     try:
         model = keras.saving.load_model(path, safe_mode=True)
@@ -58,11 +64,35 @@ def load(reference: str, tracking_uri: str | None = None) -> LoadedModel:
 
 
 def _load_logged(reference: str, tracking_uri: str | None) -> LoadedModel:
-    from autocnn.tracking import load_logged_model
+    from autocnn.tracking import load_logged_model, resolve_tracking_uri
+
+    if tracking_uri:
+        resolve_tracking_uri(tracking_uri, create=False)  # no store: say so before TensorFlow
+    import autocnn.blocks  # noqa: F401  (registers autocnn's layers with Keras)
 
     model, metadata, run_id = load_logged_model(reference, tracking_uri)
     names = metadata.get("class_names") or _numbered(model)
-    return LoadedModel(model, tuple(names), reference, run_id, metadata.get("dataset"))
+    return LoadedModel(model, tuple(names), reference, run_id, metadata.get("dataset"),
+                       metadata.get("seed"))
+
+
+def predict_probabilities(model, inputs, batch_size: int = 256) -> np.ndarray:
+    """``model``'s class probabilities for ``inputs``: an array of images, or a tf.data
+    dataset of (images, labels) batches.
+
+    The model is called eagerly, batch by batch, rather than through ``model.predict``: that
+    traces a new tf.function for every model (and again for a smaller last batch), so a process
+    that predicts with many models (a search, a pipeline) makes TensorFlow warn of excessive
+    retracing, and for one pass over a split the tracing costs more than it saves.
+    """
+    if isinstance(inputs, np.ndarray):
+        batches = (inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size))
+    else:
+        batches = (batch[0] if isinstance(batch, tuple) else batch for batch in inputs)
+    outputs = [np.asarray(model(images, training=False), "float32") for images in batches]
+    if not outputs:
+        return np.zeros((0, model.output_shape[-1]), "float32")
+    return np.concatenate(outputs)
 
 
 def save(loaded_or_model, path, class_names) -> Path:

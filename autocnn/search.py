@@ -13,7 +13,17 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import config as kt_config
 
-from autocnn import backbones, data, distributed, evaluate, isolation, presets, sizing, space
+from autocnn import (
+    backbones,
+    data,
+    distributed,
+    evaluate,
+    isolation,
+    presets,
+    projects,
+    sizing,
+    space,
+)
 from autocnn.config import SearchConfig
 from autocnn.control import (
     Budget,
@@ -24,14 +34,15 @@ from autocnn.control import (
 )
 from autocnn.cost import VALIDATION_SHARE, TrialCost
 from autocnn.errors import ConfigError, SearchError, SizingError
-from autocnn.tracking import Registration, Tracker
+from autocnn.models import predict_probabilities
+from autocnn.progress import training_progress
+from autocnn.tracking import CHAMPION, Registration, Tracker
 from autocnn.tuners import (
     OBJECTIVE,
     StopAt,
     create_tuner,
     distinct_best_trials,
     failure_reason,
-    search_id,
 )
 
 PIPELINE_BATCH = 64  # what the input pipeline yields; each trial rebatches to its batch_size
@@ -81,7 +92,10 @@ def run_search(config: SearchConfig, echo=print,
     budget = Budget(config.time_budget)
     policy = configure_devices(config.deterministic, config.precision)
     dataset = dataset or data.load(config.data, echo=echo)
+    projects.check_resume(config, dataset.fingerprint)  # before anything is touched
     tracker = Tracker(config.tracking_uri, config.project_name)
+    if config.register:
+        tracker.check_registrable(config.registered_name, dataset.fingerprint)
     echo(dataset.summary())
     if policy != "float32":
         echo(f"precision: {policy} (layers compute in {policy.split('_')[1]}, weights and the "
@@ -112,7 +126,7 @@ def run_search(config: SearchConfig, echo=print,
     tracker.start_run(
         f"search-{config.tuner}", params=config.to_dict(),
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"},
-        search_id=search_id(tuner))
+        search_id=projects.record(tuner.project_dir, config, dataset.fingerprint))
     if tuner.oracle.trials:
         echo(f"resuming the search in {tuner.project_dir}: {_finished(tuner)} finished trials "
              "are kept"
@@ -222,7 +236,7 @@ def _serve_workers(config, tuner, tracker, address, echo):
             uri = server.uri
             echo(f"MLflow tracking server for the workers on {uri} (over {tracker.tracking_uri})")
         chief = distributed.Chief(tuner.oracle, address, _manifest(config, tracker, uri),
-                                  config.worker_timeout, config.max_trials, echo)
+                                  config.worker_timeout, config.trial_limit, echo)
         address = chief.listen()
         stack.callback(chief.close)
         tuner.chief = chief
@@ -239,12 +253,10 @@ def _serve_workers(config, tuner, tracker, address, echo):
 def _manifest(config, tracker, tracking_uri) -> dict:
     """What a worker needs to join: the search's settings (paths made absolute), its MLflow
     parent run and the store the workers log to."""
-    def absolute(path):  # a file or folder that exists here; a data set's name as it is
-        found = Path(path).expanduser() if path else None
-        return str(found.resolve()) if found is not None and found.exists() else path
-
-    data_config = dataclasses.replace(config.data, dataset=absolute(config.data.dataset),
-                                      data_dir=absolute(config.data.data_dir))
+    data_dir = config.data.data_dir
+    data_config = dataclasses.replace(config.data,
+                                      dataset=data.absolute_source(config.data.dataset),
+                                      data_dir=data.absolute_source(data_dir) if data_dir else None)
     settings = dataclasses.replace(config, data=data_config,
                                    tuner_dir=str(Path(config.tuner_dir).resolve()))
     return {"config": dataclasses.asdict(settings), "project_name": config.project_name,
@@ -316,7 +328,10 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
     if config.trial_fraction < 1:
         echo(f"each trial trains on {len(trial_images(config, dataset))} of the "
              f"{len(dataset.train)} training images (--trial-fraction {config.trial_fraction:g})")
-    echo(f"searching with {config.tuner}: up to {config.max_trials} trials of up to "
+    trials = (f"up to {config.trial_limit} trial{'s' if config.trial_limit > 1 else ''}"
+              if config.trial_limit
+              else "as many trials as the budget allows")
+    echo(f"searching with {config.tuner}: {trials} of up to "
          f"{config.epochs} epochs{limit}; MLflow run {tracker.parent_run_id} in "
          f"{tracker.tracking_uri}")
     args, kwargs = fit_arguments(config, dataset)
@@ -372,17 +387,29 @@ def _search_and_retrain(config, dataset, tracker, tuner, hypermodel, budget, ech
             dataset.test.labels, predict_classes(model, test), dataset.class_names)
         _log_evaluation(tracker, metrics, history, trained_on)
     if config.register and metrics is not None:
-        example = next(iter(dataset.pipeline(dataset.test.take(range(5)), 5)))[0].numpy()
-        registration = tracker.register_model(
-            model, example, config.registered_name,
-            f"test_{config.champion_metric}", metrics[config.champion_metric],
-            metadata={"class_names": list(dataset.class_names), "dataset": dataset.name,
-                      "input_shape": list(dataset.input_shape)})
+        registration = _register(config, dataset, tracker, model, metrics, echo)
     tracker.log_metrics(tracker.parent_run_id, {"elapsed_seconds": budget.elapsed})
     return SearchResult(tracker.parent_run_id, best.trial_id, best_values, best.score,
                         len(completed), len(trials) - len(completed), final.epochs,
                         metrics, registration, model, final.kept_because, budget.elapsed,
                         tuner.stopped_by, overhead, trained_on, final.finalists)
+
+
+def _register(config, dataset, tracker, model, metrics, echo) -> Registration:
+    """Register the final model, tagged with its data and headline test metrics; a model no
+    better than always answering the most common class is never the champion."""
+    example = next(iter(dataset.pipeline(dataset.test.take(range(5)), 5)))[0].numpy()
+    chance = evaluate.chance_level(dataset.test.labels, metrics["accuracy"])
+    if chance:
+        echo(f"warning: {chance}; it is registered without the {CHAMPION} alias")
+    return tracker.register_model(
+        model, example, config.registered_name, f"test_{config.champion_metric}",
+        metrics[config.champion_metric], dataset.fingerprint,
+        metadata={"class_names": list(dataset.class_names),
+                  "dataset": data.absolute_source(dataset.name),
+                  "input_shape": list(dataset.input_shape), "seed": config.data.seed},
+        tags={f"test_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1_macro")},
+        uncrowned=chance)
 
 
 def _finished(tuner) -> int:
@@ -446,8 +473,15 @@ def _final_model(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel
     if last_rung(config):
         return _last_rung(config, hypermodel, tuner, dataset, echo, budget)
     echo(f"{head}retraining on train + val for {best.best_step + 1} epochs")
-    model, history = retrain(hypermodel, best, dataset, config, _deadline(budget))
+    model, history = retrain(hypermodel, best, dataset, config,
+                             _deadline(budget) + _progress("retraining", best, hypermodel, config,
+                                                                echo))
     return FinalModel(best, model, history, len(history.get("loss", [])))
+
+
+def _progress(label, trial, hypermodel, config, echo) -> list:
+    return training_progress(label, echo, hypermodel.batch_size(trial.hyperparameters),
+                             config.verbose)
 
 
 def _deadline(budget) -> list:
@@ -475,7 +509,9 @@ def _last_rung(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel:
                  f"{format_duration(max(budget.training_remaining, 0))} left")
             continue
         started = time.monotonic()
-        model, history = train_in_full(hypermodel, trial, dataset, config, _deadline(budget))
+        model, history = train_in_full(hypermodel, trial, dataset, config, _deadline(budget)
+                                       + _progress(f"finalist trial {number}", trial,
+                                                   hypermodel, config, echo))
         score = max(history.get(OBJECTIVE) or [0.0])
         scores[trial.trial_id] = score
         epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
@@ -517,24 +553,27 @@ def check_backbones(hypermodel, weights, echo=print):
     echo(f"backbone weights ({weights}) ready for {', '.join(names)}")
 
 
-def warm_start(config, dataset, rules) -> list[dict]:
-    """The defaults; a backbone's defaults when backbones join a search of scratch families;
-    then (when the space is not the user's own) a few classic presets that fit the input and
-    the trial budget."""
-    configurations = [{}]
+def warm_start(config, dataset, rules) -> dict[str, dict]:
+    """The configurations the first trials try, by name: the defaults; a backbone's defaults
+    when backbones join a search of scratch families; then (when the space is not the user's
+    own) a few classic presets that fit the input and the trial budget."""
+    configurations = {"defaults": {}}
     families = space.allowed(space.with_defaults(rules), "family")
     if "backbone" in families and len(families) > 1:
-        configurations.append({"family": "backbone"})
+        configurations["backbone defaults"] = {"family": "backbone"}
     if config.space or config.preset:
         return configurations
-    for name, changes in presets.WARM_START[:config.max_trials // 4]:
+    starts = presets.WARM_START if config.trial_limit is None else \
+        presets.WARM_START[:config.trial_limit // 4]
+    for name, changes in starts:
         values = {**presets.preset(name, dataset.input_shape), **changes}
         try:
             space.size_model(kt.HyperParameters(), dataset.input_shape, dataset.num_classes,
                              config.max_params, {**values, **rules})
         except SizingError:
             continue
-        configurations.append(values)
+        shifted = f" with translation {changes['translation']}" if "translation" in changes else ""
+        configurations[f"{name}{shifted}"] = values
     return configurations
 
 
@@ -572,7 +611,7 @@ def train_in_full(hypermodel, trial, dataset, config, callbacks=()):
 
 
 def predict_classes(model, batches) -> np.ndarray:
-    return np.argmax(model.predict(batches, verbose=0), axis=-1)
+    return np.argmax(predict_probabilities(model, batches), axis=-1)
 
 
 def _log_evaluation(tracker, metrics, history, trained_on: str):

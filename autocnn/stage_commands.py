@@ -16,12 +16,14 @@ from autocnn.options import (
 
 @click.command(name="evaluate")
 @click.argument("model")
-@click.option("--dataset", default="digits", show_default=True, help=DATASET_HELP)
+@click.option("--dataset", default=None, help=DATASET_HELP + " [default: the data set the "
+              "model was trained on, as recorded with it]")
 @data_options
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test",
-              show_default=True, help="Which split; with the search's --seed, 'test' is the "
+              show_default=True, help="Which split; with the search's seed, 'test' is the "
               "split the search held out.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Fixes the split.")
+@click.option("--seed", type=int, default=None, help="Fixes the split [default: the seed "
+              "recorded with the model, else 42].")
 @click.option("--tracking-uri", default=DEFAULT_TRACKING_URI, show_default=True,
               envvar="MLFLOW_TRACKING_URI", help=TRACKING_HELP)
 @click.option("--experiment", default="", help="MLflow experiment of the evaluation run "
@@ -41,13 +43,20 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
     from autocnn import evaluate, models, report, stages
 
     loaded = models.load(model, tracking_uri)
+    options.update(dataset=_recorded_dataset(loaded, options["dataset"], "evaluate it on"),
+                   seed=_seed(loaded, options["seed"]))
     config = stages.data_config_for(loaded, make_data_config(**options))
     dataset = data_module.load(config, echo=click.echo)
     tracker = None
     if not no_log:
+        from autocnn.errors import TrackingError
         from autocnn.tracking import Tracker
 
-        tracker = Tracker(tracking_uri, experiment or f"autocnn-{data_module.slug(config.dataset)}")
+        name = experiment or f"autocnn-{data_module.slug(config.dataset)}"
+        try:
+            tracker = Tracker(tracking_uri, name, create_store=False)
+        except TrackingError as err:
+            raise TrackingError(f"{err}; or --no-log to print the metrics alone") from None
     result = stages.evaluate_model(loaded, dataset, split, tracker)
     m = result.metrics
     click.echo(f"{model} on {dataset.name} ({split} split, {result.count} images)")
@@ -91,7 +100,8 @@ def predict(model, images, top_k, fmt, tracking_uri):
 @click.argument("model")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               required=True, help="keras (.keras file), savedmodel (TensorFlow Serving), tflite "
-              "(LiteRT, for phones and edge devices) or onnx (needs tf2onnx and onnx).")
+              "(LiteRT, for phones and edge devices) or onnx (needs the onnx extra: pip install "
+              "'autocnn[onnx]').")
 @click.option("--output", required=True, type=click.Path(), help="File or folder to write "
               "(class names go beside it, in NAME.classes.json).")
 @click.option("--dataset", default=None, help="Images to check the export on [default: the "
@@ -120,11 +130,8 @@ def export_command(model, fmt, output, dataset, check_images, tolerance, trackin
     from autocnn import export, models, stages
 
     loaded = models.load(model, tracking_uri)
-    dataset = dataset or loaded.dataset
-    if not dataset:
-        raise click.UsageError("the model does not record its data set: pass --dataset to "
-                               "check the export on")
-    config = stages.data_config_for(loaded, DataConfig(dataset=dataset))
+    dataset = _recorded_dataset(loaded, dataset, "check the export on")
+    config = stages.data_config_for(loaded, DataConfig(dataset=dataset, seed=_seed(loaded)))
     loaded_data = data_module.load(config, echo=click.echo)
     test = loaded_data.test.take(range(min(check_images, len(loaded_data.test))))
     images = np.concatenate([x.numpy() for x, _ in loaded_data.pipeline(test, 256)])
@@ -173,6 +180,20 @@ def compare(experiment, kind, metric, limit, tracking_uri):
         click.echo("  ".join(f"{v:<{w}}" for v, w in zip(row, widths)).rstrip())
     if len(rows) > limit:
         click.echo(f"... {len(rows) - limit} more (--limit)")
+
+
+def _recorded_dataset(loaded, given: str | None, purpose: str) -> str:
+    """The data set the user gave, else the one recorded with the model."""
+    if given or loaded.dataset:
+        return given or loaded.dataset
+    raise click.UsageError(f"{loaded.reference} does not record its data set: pass --dataset "
+                           f"to {purpose}")
+
+
+def _seed(loaded, given: int | None = None) -> int:
+    if given is not None:
+        return given
+    return loaded.seed if loaded.seed is not None else DataConfig.seed
 
 
 def _cell(value) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from autocnn import data, evaluate
 from autocnn.config import DataConfig
 from autocnn.errors import ConfigError, DataError
-from autocnn.models import LoadedModel
+from autocnn.models import LoadedModel, predict_probabilities
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -40,7 +40,7 @@ def evaluate_model(loaded: LoadedModel, dataset: data.Dataset, split: str = "tes
         raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     part = _split(dataset, split)
     labels, names = _labels_for(loaded, dataset, part.labels)
-    probabilities = loaded.model.predict(dataset.pipeline(part, 256), verbose=0)
+    probabilities = predict_probabilities(loaded.model, dataset.pipeline(part, 256))
     metrics = evaluate.compute_metrics(labels, probabilities.argmax(axis=-1), names)
     run_id = None
     if tracker is not None:
@@ -124,7 +124,7 @@ def predict_images(loaded: LoadedModel, inputs, top_k: int = 3) -> list[Predicti
         raise DataError(f"{path}: cannot read this image ({reason})")
     split = data.Split(np.zeros(len(files), "int64"), paths=tuple(files))
     batches = pipelines.batches(split, loaded.input_shape, 64)
-    probabilities = loaded.model.predict(batches, verbose=0)
+    probabilities = predict_probabilities(loaded.model, batches)
     k = max(1, min(top_k, probabilities.shape[-1]))
     predictions = []
     for path, row in zip(files, probabilities):

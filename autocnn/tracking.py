@@ -6,9 +6,12 @@ registered as a new model version; the alias ``champion`` moves to it only when 
 current champion on the chosen test metric.
 """
 
-import functools
+import contextlib
+import io
+import json
 import logging
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,13 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from autocnn.config import DEFAULT_TRACKING_URI
 from autocnn.errors import TrackingError
 
 CHAMPION = "champion"
+# MLflow 3 opens an experiment of this kind in its "Model training" view (not the GenAI one).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+STORE_HINT = "point to the store with --tracking-uri or MLFLOW_TRACKING_URI"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per download
 # With a tracking server MLflow prints each ended run's URL; the progress lines say enough.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -37,12 +45,26 @@ class Registration:
     version: int
     champion: bool  # whether the alias moved to this version
     previous_champion: float | None  # the old champion's score, if there was one
+    # Why the alias stayed where it was without a better score to compare with (the model is
+    # no better than chance, or the champion was trained on other data); "" when compared.
+    not_compared: str = ""
 
 
-def resolve_tracking_uri(uri: str) -> tuple[str, str | None]:
-    """An absolute tracking URI and, for a local SQLite store, the artifact folder beside it."""
+def resolve_tracking_uri(uri: str, create: bool = True) -> tuple[str, str | None]:
+    """An absolute tracking URI and, for a local SQLite store, the artifact folder beside it.
+
+    With ``create`` False (commands that only read), a SQLite store that does not exist is a
+    TrackingError saying where it was looked for, instead of a new empty store there.
+    """
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):]).expanduser().resolve()
+        if not create and not path.is_file():
+            if uri == DEFAULT_TRACKING_URI:
+                raise TrackingError(f"no MLflow store at {path} (the default {uri}, relative to "
+                                    "the working directory): run from the folder you searched "
+                                    f"in, or {STORE_HINT}")
+            raise TrackingError(f"no MLflow store at {path} ({uri}): check the path, or "
+                                f"{STORE_HINT}")
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}", (path.parent / "artifacts").as_uri()
     if uri.startswith(("http://", "https://")):
@@ -66,16 +88,20 @@ def _check_server(uri: str) -> None:
 class Tracker:
     """One experiment in one tracking store, and the parent run of the search in progress."""
 
-    def __init__(self, tracking_uri: str, experiment: str):
-        self.tracking_uri, artifact_root = resolve_tracking_uri(tracking_uri)
+    def __init__(self, tracking_uri: str, experiment: str, create_store: bool = True):
+        self.tracking_uri, artifact_root = resolve_tracking_uri(tracking_uri, create_store)
         try:
             self.client = MlflowClient(self.tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is None:
                 location = f"{artifact_root}/{experiment}" if artifact_root else None
-                self.experiment_id = self.client.create_experiment(experiment, location)
+                self.experiment_id = self.client.create_experiment(experiment, location,
+                                                                   tags=EXPERIMENT_KIND)
             else:
                 self.experiment_id = found.experiment_id
+                for key, value in EXPERIMENT_KIND.items():
+                    if found.tags.get(key) != value:
+                        self.client.set_experiment_tag(self.experiment_id, key, value)
         except MlflowException as err:
             message = str(err).splitlines()[0]
             raise TrackingError(f"cannot use tracking URI {tracking_uri!r}: {message}") from None
@@ -120,11 +146,14 @@ class Tracker:
     def end_run(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_run_id, status)
 
-    def start_trial(self, trial_id: str, params: dict) -> str:
-        tags = {"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id}
+    def start_trial(self, trial_id: str, params: dict, tags: dict | None = None) -> str:
+        """A child run for trial ``trial_id`` (keras-tuner's "00" is the console's trial 1,
+        run ``trial-01``)."""
+        tags = {**(tags or {}), "mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id}
         if self.search_id:
             tags["autocnn.search_id"] = self.search_id
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=trial_run_name(trial_id),
+                                     tags=tags)
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
@@ -180,51 +209,107 @@ class Tracker:
         self.client.log_dict(self.parent_run_id, data, path)
 
     def register_model(self, model, x_example, name: str, metric: str, score: float,
-                       metadata: dict | None = None) -> Registration:
+                       fingerprint: dict, metadata: dict | None = None, tags: dict | None = None,
+                       uncrowned: str = "") -> Registration:
         """Log ``model`` with the Keras flavor on the parent run, register it, maybe crown it.
 
-        ``metadata`` (class names, input shape) goes into the logged model's MLmodel file.
+        ``fingerprint`` (data.Dataset.fingerprint) is tagged on the version: the champion
+        alias moves to it only when the champion was trained on the same data and scored less
+        on ``metric``, or there is none; a registered model of other classes or input shape
+        is refused (see check_registrable). ``uncrowned``: why the version must not be the
+        champion whatever it scores (it is no better than chance). ``metadata`` (class names,
+        input shape, data set) goes into the logged model's MLmodel file; ``tags`` (headline
+        test metrics) onto the version.
         """
         from mlflow.models import infer_signature
 
-        signature = infer_signature(x_example, model.predict(x_example, verbose=0))
+        self.check_registrable(name, fingerprint)
+        # Called eagerly: model.predict would trace one more tf.function (see
+        # models.predict_probabilities).
+        signature = infer_signature(x_example, np.asarray(model(x_example, training=False)))
         mlflow.set_tracking_uri(self.tracking_uri)
-        log = functools.partial(mlflow.keras.log_model, model, name="model", signature=signature,
-                                registered_model_name=name, metadata=metadata)
-        with mlflow.start_run(run_id=self.parent_run_id):
-            try:
-                info = log(input_example=x_example)
-                example = "saved"
-            except (MlflowException, OSError) as err:
-                # Some MLflow releases cannot save an input example with the Keras flavor;
-                # drop the half-logged model and log it with its signature alone.
-                self._delete_pending_model()
-                info = log()
-                example = f"not saved ({type(err).__name__} in mlflow {mlflow.__version__})"
-            mlflow.set_tag("input_example", example)
-        version = int(info.registered_model_version)
-        self.client.set_model_version_tag(name, str(version), metric, f"{score:.6f}")
-        previous = self.champion_score(name, metric)
-        crowned = previous is None or score > previous
+        said = io.StringIO()  # MLflow prints "Successfully registered ..."; the summary says it
+        try:
+            with mlflow.start_run(run_id=self.parent_run_id), contextlib.redirect_stderr(said):
+                info = mlflow.keras.log_model(model, name="model", signature=signature,
+                                              registered_model_name=name, metadata=metadata)
+        except BaseException:
+            sys.stderr.write(said.getvalue())
+            raise
+        version = str(info.registered_model_version)
+        for key, value in {**(tags or {}), metric: f"{score:.6f}",
+                           **fingerprint_tags(fingerprint)}.items():
+            self.client.set_model_version_tag(name, version, key, str(value))
+        champion = self._champion(name)
+        previous = None if champion is None else _score(self.client, champion, metric)
+        if not uncrowned and champion is not None and \
+                champion.tags.get(DIGEST_TAG) != fingerprint["digest"]:
+            uncrowned = (f"the champion (version {champion.version}) was trained on other data "
+                         f"(digest {champion.tags.get(DIGEST_TAG, 'not recorded')}), so the "
+                         "two cannot be compared; move the alias in the MLflow UI if this "
+                         "one should serve")
+        crowned = not uncrowned and (previous is None or score > previous)
         if crowned:
-            self.client.set_registered_model_alias(name, CHAMPION, str(version))
-        return Registration(f"models:/{name}/{version}", name, version, crowned, previous)
+            self.client.set_registered_model_alias(name, CHAMPION, version)
+        return Registration(f"models:/{name}/{version}", name, int(version), crowned, previous,
+                            uncrowned)
 
-    def _delete_pending_model(self) -> None:
-        pending = mlflow.last_logged_model()
-        if pending is not None and str(pending.status) == "PENDING":
-            self.client.delete_logged_model(pending.model_id)
+    def check_registrable(self, name: str, fingerprint: dict) -> None:
+        """TrackingError when registered model ``name`` holds versions of other classes or
+        another input shape than ``fingerprint``'s: a registered model serves one task."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{name}'", max_results=1,
+                                                         order_by=["version_number DESC"])
+        except MlflowException:
+            return
+        if not versions:
+            return
+        tags, mine = versions[0].tags, fingerprint_tags(fingerprint)
+        for key in (CLASSES_TAG, SHAPE_TAG):
+            if key in tags and tags[key] != mine[key]:
+                raise TrackingError(
+                    f"registered model {name!r} holds models of {_task(tags)}; this one is of "
+                    f"{_task(mine)}: register it under another name (--model-name NAME)")
+
+    def _champion(self, name: str):
+        try:
+            return self.client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
 
     def champion_score(self, name: str, metric: str) -> float | None:
         """The champion version's score on ``metric``, or None when there is no champion."""
-        try:
-            version = self.client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            return None
-        if metric in version.tags:
-            return float(version.tags[metric])
-        value = self.client.get_run(version.run_id).data.metrics.get(metric)
-        return None if value is None else float(value)
+        champion = self._champion(name)
+        return None if champion is None else _score(self.client, champion, metric)
+
+
+DIGEST_TAG, CLASSES_TAG, SHAPE_TAG = "data_digest", "data_classes", "data_input_shape"
+
+
+def fingerprint_tags(fingerprint: dict) -> dict:
+    """A data fingerprint as model version tags."""
+    return {DIGEST_TAG: fingerprint["digest"], "data_source": fingerprint["source"],
+            CLASSES_TAG: json.dumps(fingerprint["classes"]),
+            SHAPE_TAG: "x".join(map(str, fingerprint["input_shape"])),
+            "data_splits": "/".join(map(str, fingerprint["splits"].values()))}
+
+
+def _task(tags: dict) -> str:
+    classes = tags.get(CLASSES_TAG, "?")
+    shown = classes if len(classes) <= 60 else classes[:57] + "..."
+    return f"classes {shown} on {tags.get(SHAPE_TAG, '?')} images"
+
+
+def _score(client, version, metric: str) -> float | None:
+    if metric in version.tags:
+        return float(version.tags[metric])
+    value = client.get_run(version.run_id).data.metrics.get(metric)
+    return None if value is None else float(value)
+
+
+def trial_run_name(trial_id: str) -> str:
+    """A trial's run name, numbered from 1 as the console counts: trial-01 for id "00"."""
+    return f"trial-{int(trial_id) + 1:02d}"
 
 
 def _is_number(value) -> bool:
@@ -239,7 +324,7 @@ def load_logged_model(reference: str, tracking_uri: str | None = None):
     """A logged Keras model (``models:/...`` or ``runs:/...``): the model, its metadata and
     the run that logged it; TrackingError saying what is wrong when it cannot be had."""
     if tracking_uri:
-        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri)[0])
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri, create=False)[0])
     try:
         info = mlflow.models.get_model_info(reference)
         model = mlflow.keras.load_model(reference)
@@ -260,7 +345,7 @@ def leaderboard(tracking_uri: str, experiment: str | None = None, kind: str = "t
                 metric: str | None = None) -> tuple[list[str], list[dict]]:
     """Columns and rows, best first: the trials of ``experiment``'s searches (child runs) or
     the registered model versions (of the model named ``experiment``, or of all)."""
-    uri, _ = resolve_tracking_uri(tracking_uri)
+    uri, _ = resolve_tracking_uri(tracking_uri, create=False)
     client = MlflowClient(uri)
     if kind == "models":
         return _model_rows(client, experiment, metric or "test_f1_macro")

@@ -1,14 +1,11 @@
 """The tuners: keras-tuner's own, with per-trial progress, MLflow tracking, the time budget,
 Ctrl-C and resuming mixed in, and warm starts for the random and Bayesian oracles."""
 
-import json
 import math
 import re
 import resource
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import keras
 import keras_tuner as kt
@@ -17,7 +14,8 @@ import numpy as np
 from autocnn import cost as cost_module
 from autocnn import space
 from autocnn.config import SearchConfig
-from autocnn.control import Budget, format_duration
+from autocnn.control import Budget, format_duration, trial_label
+from autocnn.progress import training_progress
 from autocnn.tracking import Tracker
 
 ORACLES = {
@@ -42,7 +40,7 @@ class TrackedTrials:
     budget.
     """
 
-    def __init__(self, *args, tracker: Tracker, total_trials: int, echo=print,
+    def __init__(self, *args, tracker: Tracker, total_trials: int | None, echo=print,
                  budget: Budget | None = None, stop=None, isolate=None, reserve=None,
                  cost=None, finalists: int = 1, **kwargs):
         self.tracker, self.total_trials, self.echo = tracker, total_trials, echo
@@ -129,7 +127,9 @@ class TrackedTrials:
                     self.tracker.delete_run(run.info.run_id)
             keras.utils.set_random_seed(self.link.seed + int(trial.trial_id))
         values = space.active_values(trial.hyperparameters)
-        self._runs[trial.trial_id] = self.tracker.start_trial(trial.trial_id, values)
+        warm = getattr(self.oracle, "warm_names", {}).get(trial.trial_id)
+        self._runs[trial.trial_id] = self.tracker.start_trial(
+            trial.trial_id, values, tags={"autocnn.warm_start": warm} if warm else None)
         self._logged[trial.trial_id] = set(values)
         self._started[trial.trial_id] = time.monotonic()
         self._epochs[trial.trial_id] = 0
@@ -142,7 +142,10 @@ class TrackedTrials:
             self._epochs[trial.trial_id] = sum(len(h.history.get("loss", [])) for h in histories)
             return histories
         guards = [FailOnNonFinite()] + ([StopAt(deadline)] if deadline else [])
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *guards]
+        label = f"trial {trial_label(int(trial.trial_id) + 1, self.total_trials).strip()}"
+        shown = training_progress(label, self.echo, self.hypermodel.batch_size(
+            trial.hyperparameters), kwargs.get("verbose", 0))
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *guards, *shown]
         return super().run_trial(trial, *args, **kwargs)
 
     @property
@@ -304,8 +307,9 @@ class TrackedTrials:
 
     def _progress_line(self, trial, outcome, seconds, where=""):
         number = int(trial.trial_id) + 1
-        remaining = max(self.total_trials - number, 0)
-        eta = np.mean(self._durations) * remaining
+        remaining = float("inf") if self.total_trials is None else \
+            max(self.total_trials - number, 0)
+        eta = np.mean(self._durations) * remaining if remaining else 0.0
         budget = ""
         if self.budget is not None and self.budget.seconds is not None:
             eta = min(eta, max(self.budget.remaining, 0))
@@ -313,7 +317,8 @@ class TrackedTrials:
         elapsed = time.monotonic() - self._search_started
         hps = " ".join(f"{k}={_short(v)}"
                        for k, v in space.active_values(trial.hyperparameters).items())
-        return (f"trial {number:>3}/{self.total_trials} {trial.status.lower():<9} {outcome}  "
+        return (f"trial {trial_label(number, self.total_trials)} {trial.status.lower():<9} "
+                f"{outcome}  "
                 f"[{seconds:.1f}s{where}, elapsed {format_duration(elapsed)}{budget}, "
                 f"ETA {format_duration(eta)}]  {hps}")
 
@@ -407,17 +412,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def search_id(tuner) -> str:
-    """The identity of the tuner project's search, kept in its folder: MLflow runs carry it, so
-    a resumed search finds its runs, and --overwrite (a new folder) starts a new search."""
-    path = Path(tuner.project_dir) / "autocnn.json"
-    if path.is_file():
-        return json.loads(path.read_text())["search_id"]
-    identity = uuid.uuid4().hex
-    path.write_text(json.dumps({"search_id": identity}))
-    return identity
-
-
 def outcome(trial) -> str:
     """An ended trial's result in words: its score, or why it failed."""
     if trial.status == "COMPLETED":
@@ -456,19 +450,24 @@ class WarmStart:
 
     def __init__(self, *args, warm_start=({},), **kwargs):
         super().__init__(*args, **kwargs)
-        self.warm_start = list(warm_start)
+        # Named configurations ({"defaults": {}, "vgg11": {...}}), or a list of unnamed ones.
+        self.warm_start = list(warm_start.items()) if isinstance(warm_start, dict) else \
+            [(f"warm start {i + 1}", values) for i, values in enumerate(warm_start)]
         self.affordable = None  # values -> why they are too slow, or None (set by the tuner)
         self.passed_over = []  # the reasons, since the tuner last read them
+        self.warm_names = {}  # trial id -> the name of the warm start it tries
 
     def populate_space(self, trial_id):
         index = len(self.trials)  # this trial is not among them yet
         if index < len(self.warm_start):
+            name, start = self.warm_start[index]
             space = self.get_space()
             values = dict(space.values)
             for hp in space.space:
-                if hp.name in self.warm_start[index]:
-                    values[hp.name] = nearest(hp, self.warm_start[index][hp.name])
+                if hp.name in start:
+                    values[hp.name] = nearest(hp, start[hp.name])
             if self._fits(values):
+                self.warm_names[trial_id] = name
                 return {"status": "RUNNING", "values": values}
         for _ in range(self.PICKS):
             response = super().populate_space(trial_id)
@@ -522,25 +521,26 @@ def create_tuner(config: SearchConfig, hypermodel, tracker: Tracker, echo=print,
     """The tuner named by ``config.tuner``, with TrackedTrials mixed in (``tracking``: its
     budget, stop, isolate and reserve).
 
-    ``warm_start``: configurations the first trials try (random and Bayesian searches);
+    ``warm_start``: configurations the first trials try, by name (random and Bayesian
+    searches);
     ``strategy``: a tf.distribute strategy each trial's model is built and trained under.
     """
     settings = dict(objective=OBJECTIVE, seed=config.seed,
                     max_consecutive_failed_trials=config.max_failed_trials)
     tracked = dict(hypermodel=hypermodel, directory=config.tuner_dir,
                    project_name=config.project_name, overwrite=config.overwrite,
-                   tracker=tracker, total_trials=config.max_trials, echo=echo,
+                   tracker=tracker, total_trials=config.trial_limit, echo=echo,
                    distribution_strategy=strategy, **tracking)
     if config.tuner == "hyperband":
         # Hyperband fills its brackets itself (no warm start here); it derives its trial count
         # from max_epochs, so cap it like the other tuners.
         tuner = type("TrackedHyperband", (TrackedTrials, kt.Hyperband), {})(
             max_epochs=config.epochs, factor=3, **settings, **tracked)
-        tuner.oracle.max_trials = config.max_trials
+        tuner.oracle.max_trials = config.trial_limit
         return tuner
     base = ORACLES[config.tuner]
     oracle = type(f"WarmStart{base.__name__}", (WarmStart, base), {})(
-        max_trials=config.max_trials, warm_start=warm_start, **settings)
+        max_trials=config.trial_limit, warm_start=warm_start, **settings)
     return type("TrackedTuner", (TrackedTrials, kt.Tuner), {})(oracle=oracle, **tracked)
 
 

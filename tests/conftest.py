@@ -3,6 +3,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gzip  # noqa: E402
+import re  # noqa: E402
 import struct  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -77,6 +78,11 @@ def write_mnist_folder(folder: Path, n_train=40, n_test=20, classes=4, gz=True, 
         write_idx(folder / images, rng.integers(0, 256, (n, 6, 5)), gz)
         write_idx(folder / labels, np.arange(n) % classes, gz)
     return folder
+
+
+def is_trial_line(line: str) -> bool:
+    """A trial's closing line ("trial   3/10 completed ..."), not one of its epoch lines."""
+    return re.match(r"trial +\d+(/\d+)? [a-z]", line) is not None
 
 
 def run_cli(args, capsys):

@@ -92,3 +92,17 @@ def test_search_on_an_image_folder_logs_the_data(tmp_path):
     summary = client.download_artifacts(parent.info.run_id, "data/summary.txt", str(tmp_path))
     text = open(summary).read()
     assert "shapes: 16x16x1 images, 2 classes" in text and "broken.png" in text
+
+
+def test_mlflow_reads_as_the_console_does(searched):
+    _, _, client, runs = searched
+    experiment = client.get_experiment_by_name("e2e")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    children = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags),
+                      key=lambda r: r.data.tags["trial_id"])
+    assert [r.info.run_name for r in children] == ["trial-01", "trial-02"]  # console numbers
+    assert children[0].data.tags["autocnn.warm_start"] == "defaults"
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert "input_example" not in parent.data.tags
+    version = client.get_model_version_by_alias("e2e", "champion")
+    assert {"data_digest", "data_classes", "test_accuracy", "test_f1_macro"} <= set(version.tags)

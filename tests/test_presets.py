@@ -4,6 +4,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
+from conftest import is_trial_line
 
 from autocnn import presets, space
 from autocnn.errors import ConfigError
@@ -72,7 +73,10 @@ def test_a_search_tries_presets_after_the_defaults(tmp_path):
     from autocnn.search import warm_start
 
     dataset = load("digits")
-    configurations = warm_start(SearchConfig(max_trials=24), dataset, {})
+    named = warm_start(SearchConfig(max_trials=24), dataset, {})
+    assert list(named) == ["defaults", "lenet5", "vgg11", "vgg13", "vgg11 with translation 0.1",
+                           "resnet18", "mobilenet"]
+    configurations = list(named.values())
     assert configurations[0] == {}
     assert [c["family"] for c in configurations[1:]] == ["plain", "plain", "plain", "plain",
                                                          "residual", "separable"]
@@ -80,8 +84,10 @@ def test_a_search_tries_presets_after_the_defaults(tmp_path):
     assert [c["convs_per_block"] for c in configurations[2:5]] == [1, 2, 1]  # 11, 13, 11
     assert [c["translation"] for c in configurations[2:5]] == [0.0, 0.0, 0.1]  # then shifted
     assert len(warm_start(SearchConfig(max_trials=16), dataset, {})) == 5
-    assert warm_start(SearchConfig(max_trials=3), dataset, {}) == [{}]
-    assert warm_start(SearchConfig(max_trials=12, space={"family": "dense"}), dataset, {}) == [{}]
+    assert warm_start(SearchConfig(max_trials=3), dataset, {}) == {"defaults": {}}
+    assert warm_start(SearchConfig(max_trials=12, space={"family": "dense"}), dataset,
+                      {}) == {"defaults": {}}
+    assert len(warm_start(SearchConfig(time_budget=600), dataset, {})) == 7  # no trial limit
 
 
 def test_nearest_snaps_a_preset_onto_the_space():
@@ -104,6 +110,6 @@ def test_search_trains_a_preset_alone(capsys, tmp_path):
               "--tracking-uri", f"sqlite:///{tmp_path}/db.db", "--tuner-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0
-    trial_lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    trial_lines = [line for line in out.splitlines() if is_trial_line(line)]
     assert len(trial_lines) == 1 and "trial   1/1 completed" in trial_lines[0]
     assert "activation=tanh" in trial_lines[0] and "dense_units_2=84" in trial_lines[0]

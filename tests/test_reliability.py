@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from conftest import is_trial_line
 from mlflow.tracking import MlflowClient
 
 from autocnn import space, tuners
@@ -58,7 +59,7 @@ def test_a_time_budget_stops_the_running_trial_and_starts_no_other(tmp_path):
     assert "retraining would take about" in result.kept_because
     assert parents[0].data.tags["autocnn.stopped_by"] == "time budget"
     assert float(parents[0].data.params["time_budget"]) == budget
-    assert any("of 0:25 left" in line for line in lines if line.startswith("trial"))
+    assert any("of 0:25 left" in line for line in lines if is_trial_line(line))
 
 
 def test_a_budget_too_short_for_any_trial_says_so(tmp_path):
@@ -76,7 +77,7 @@ def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     finished = []
     for line in process.stdout:
-        if line.startswith("trial "):
+        if is_trial_line(line):
             finished.append(line)
             if len(finished) == 2:
                 time.sleep(0.5)  # into the third trial
@@ -212,7 +213,7 @@ def test_memory_stays_flat_over_many_trials(tmp_path):
     peaks, gradients = [], []
 
     def measure(line):
-        if line.startswith("trial "):
+        if is_trial_line(line):
             peaks.append(peak_rss_mb())
             gradients.append(len(traced_gradients()))
 

@@ -1,6 +1,7 @@
 """Failed trials: rejected architectures are recorded with the reason and the search goes on."""
 
 import pytest
+from conftest import is_trial_line
 from mlflow.tracking import MlflowClient
 
 from autocnn.config import SearchConfig
@@ -25,7 +26,7 @@ def test_rejected_trials_are_recorded_and_the_search_goes_on(tmp_path):
     result = run_search(config(tmp_path, space=VALID_5X5), echo=lines.append)
     assert result.trials_completed >= 1 and result.trials_failed >= 1
     assert result.best_hyperparameters["num_blocks"] == 1
-    trial_lines = [line for line in lines if line.startswith("trial ")]
+    trial_lines = [line for line in lines if is_trial_line(line)]
     assert len(trial_lines) == 4
     assert any("failed    rejected by sizing: b2_conv1: a 5x5 window" in line
                for line in trial_lines)
