@@ -14,10 +14,14 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml
+	@echo "Creating $(VENV) and installing autocnn with TensorFlow, KerasTuner, MLflow and its test tools (1-2 minutes the first time)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	@echo "pip install -e '.[test]' (its log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install --progress-bar off -e '.[test]' > $(VENV)/install.log 2>&1 \
+		|| { tail -n 20 $(VENV)/install.log; echo "the install failed: see $(VENV)/install.log"; exit 1; }
+	@touch $@
+	@echo "Installed: $$(grep -c '^Collecting' $(VENV)/install.log) packages into $(VENV)."
 
 install: $(INSTALLED) ## Create .venv and install autocnn with its test tools
 
