@@ -19,7 +19,8 @@ NOISE = re.compile(
     rb"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"  # native INFO and WARNING lines
     rb"|E\d{4} [\d:.]+\s+\d+ \S+:\d+\] (failed call to cuInit|Unable to register cu)"
     rb"|To enable the following instructions: .* rebuild TensorFlow"
-    rb"|WARNING: Logging before InitGoogleLogging)")
+    rb"|WARNING: Logging before InitGoogleLogging"
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$)")
 NOISE_STARTS = (b"W", b"I", b"E", b"T")  # how a NOISE line can begin
 VERBOSE_FLAGS = ("-v", "-vv", "-vvv", "--verbose")
 

@@ -9,22 +9,26 @@ import keras
 from autocnn.control import format_duration
 
 REDRAW_SECONDS = 0.25  # the bar redraws at most this often
+# Off a terminal an epoch's line is printed once this long has passed since the last one, so a
+# log shows every epoch of a long training and no flood from epochs of a fraction of a second.
+LINE_SECONDS = 10.0
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """One line per epoch: ``trial 3/10  epoch 4/20  val_accuracy 0.9112  31s  ETA 4:40``
-    (the ETA is for the rest of this training, at the mean pace of its epochs so far).
+    """A line per epoch: ``trial 3/10  epoch 4/20  val_accuracy 0.9112  31s  ETA 4:40`` (the
+    ETA is for the rest of this training, at the mean pace of its epochs so far), at most one
+    each ``every`` seconds.
 
     ``label`` names the training ("trial 3/10", "retraining"); ``echo`` prints a line.
     """
 
-    def __init__(self, label: str, echo=print):
+    def __init__(self, label: str, echo=print, every: float = LINE_SECONDS):
         super().__init__()
-        self.label, self.echo = label, echo
-        self._began, self._epoch_began, self.last_val = 0.0, 0.0, None
+        self.label, self.echo, self.every = label, echo, every
+        self._began, self._epoch_began, self._said, self.last_val = 0.0, 0.0, 0.0, None
 
     def on_train_begin(self, logs=None):
-        self._began = time.monotonic()
+        self._began = self._said = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_began = time.monotonic()
@@ -32,7 +36,9 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.last_val = logs.get("val_accuracy", self.last_val)
-        self.echo(self._epoch_line(epoch, logs))
+        if time.monotonic() - self._said >= self.every:
+            self._said = time.monotonic()
+            self.echo(self._epoch_line(epoch, logs))
 
     def _epoch_line(self, epoch: int, logs: dict) -> str:
         epochs = self.params.get("epochs") or epoch + 1
@@ -58,7 +64,7 @@ class LiveProgress(EpochProgress):
         # sys.stdout is looked up when drawing: KerasTuner deep-copies a trial's callbacks,
         # and a file object cannot be copied.
         self.stream = stream
-        super().__init__(label, echo=self._draw)
+        super().__init__(label, echo=self._draw, every=0.0)
         self.batch_size, self._drawn, self._epoch = batch_size, 0.0, 0
         self._steps, self._batches = None, 0  # batches an epoch, once known; this epoch's
 

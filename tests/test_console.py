@@ -34,6 +34,7 @@ def test_the_filter_drops_noise_lines_and_forwards_the_rest():
                     b"cuda drivers on your machine, GPU will not be used.\n"
                     b"E0000 00:00:1796116372.239103    2460 cuda_platform.cc:52] failed call to "
                     b"cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+                    b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
                     b"Error: x.npz: no such file\n"
                     b"E0000 00:00:1796116372.239103    2460 oom.cc:1] a real native error\n"
                     b"progress 3/10")
@@ -65,12 +66,18 @@ def _fit(callbacks, epochs=3):
 
 def test_a_training_prints_a_plain_line_per_epoch_off_a_terminal():
     lines = []
-    _fit([progress.EpochProgress("trial 3/10", lines.append)])
+    _fit([progress.EpochProgress("trial 3/10", lines.append, every=0.0)])
     assert len(lines) == 3
     for epoch, line in enumerate(lines, 1):
         assert line.startswith(f"trial 3/10  epoch {epoch}/3  val_accuracy 0.")
         assert " ETA " in line
     assert lines[-1].endswith("ETA 0:00")
+
+
+def test_epochs_of_a_fraction_of_a_second_do_not_flood_a_log():
+    lines = []
+    _fit([progress.EpochProgress("trial 1/10", lines.append)])  # at most one each 10 s
+    assert lines == []
 
 
 def test_on_a_terminal_one_line_redraws_in_place(monkeypatch):
