@@ -473,9 +473,8 @@ def _final_model(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel
     if last_rung(config):
         return _last_rung(config, hypermodel, tuner, dataset, echo, budget)
     echo(f"{head}retraining on train + val for {best.best_step + 1} epochs")
-    model, history = retrain(hypermodel, best, dataset, config,
-                             _deadline(budget) + _progress("retraining", best, hypermodel, config,
-                                                                echo))
+    shown = _progress("retraining", best, hypermodel, config, echo)
+    model, history = retrain(hypermodel, best, dataset, config, _deadline(budget) + shown)
     return FinalModel(best, model, history, len(history.get("loss", [])))
 
 
@@ -509,9 +508,9 @@ def _last_rung(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel:
                  f"{format_duration(max(budget.training_remaining, 0))} left")
             continue
         started = time.monotonic()
-        model, history = train_in_full(hypermodel, trial, dataset, config, _deadline(budget)
-                                       + _progress(f"finalist trial {number}", trial,
-                                                   hypermodel, config, echo))
+        shown = _progress(f"finalist trial {number}", trial, hypermodel, config, echo)
+        model, history = train_in_full(hypermodel, trial, dataset, config,
+                                       _deadline(budget) + shown)
         score = max(history.get(OBJECTIVE) or [0.0])
         scores[trial.trial_id] = score
         epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
