@@ -473,14 +473,8 @@ def _final_model(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel
     if last_rung(config):
         return _last_rung(config, hypermodel, tuner, dataset, echo, budget)
     echo(f"{head}retraining on train + val for {best.best_step + 1} epochs")
-    shown = _progress("retraining", best, hypermodel, config, echo)
-    model, history = retrain(hypermodel, best, dataset, config, _deadline(budget) + shown)
+    model, history = retrain(hypermodel, best, dataset, config, _deadline(budget), echo=echo)
     return FinalModel(best, model, history, len(history.get("loss", [])))
-
-
-def _progress(label, trial, hypermodel, config, echo) -> list:
-    return training_progress(label, echo, hypermodel.batch_size(trial.hyperparameters),
-                             config.verbose)
 
 
 def _deadline(budget) -> list:
@@ -508,9 +502,8 @@ def _last_rung(config, hypermodel, tuner, dataset, echo, budget) -> FinalModel:
                  f"{format_duration(max(budget.training_remaining, 0))} left")
             continue
         started = time.monotonic()
-        shown = _progress(f"finalist trial {number}", trial, hypermodel, config, echo)
-        model, history = train_in_full(hypermodel, trial, dataset, config,
-                                       _deadline(budget) + shown)
+        model, history = train_in_full(hypermodel, trial, dataset, config, _deadline(budget),
+                                       label=f"finalist trial {number}", echo=echo)
         score = max(history.get(OBJECTIVE) or [0.0])
         scores[trial.trial_id] = score
         epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
@@ -584,20 +577,25 @@ def _fresh_model(hypermodel, trial, config) -> keras.Model:
         return hypermodel.build(trial.hyperparameters)
 
 
-def retrain(hypermodel, trial, dataset, config, callbacks=()):
-    """Train the trial's configuration afresh on train + val for its best number of epochs."""
+def retrain(hypermodel, trial, dataset, config, callbacks=(), echo=print):
+    """Train the trial's configuration afresh on train + val for its best number of epochs,
+    its progress shown through ``echo`` (see progress.training_progress)."""
     model = _fresh_model(hypermodel, trial, config)
     both = dataset.pipeline(dataset.train.concat(dataset.val), PIPELINE_BATCH, shuffle=True,
                             seed=config.seed)
+    callbacks = [*callbacks, *_progress("retraining", trial, hypermodel, config, echo)]
     history = hypermodel.fit(trial.hyperparameters, model, both, epochs=trial.best_step + 1,
-                             shuffle=False, verbose=config.verbose, callbacks=list(callbacks))
+                             shuffle=False, verbose=config.verbose, callbacks=callbacks)
     return model, history.history
 
 
-def train_in_full(hypermodel, trial, dataset, config, callbacks=()):
+def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="training",
+                  echo=print):
     """The last rung (see last_rung): the trial's configuration trained afresh on all the
     training images for up to ``config.epochs`` epochs, stopped ``config.patience`` epochs
-    after validation accuracy last improved, with the weights of its best epoch."""
+    after validation accuracy last improved, with the weights of its best epoch; its progress
+    shown through ``echo`` as ``label``."""
+    callbacks = [*callbacks, *_progress(label, trial, hypermodel, config, echo)]
     model = _fresh_model(hypermodel, trial, config)
     train = dataset.pipeline(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
     val = dataset.pipeline(dataset.val, PIPELINE_BATCH)
@@ -607,6 +605,11 @@ def train_in_full(hypermodel, trial, dataset, config, callbacks=()):
                              epochs=config.epochs, shuffle=False, verbose=config.verbose,
                              callbacks=[stop, *callbacks])
     return model, history.history
+
+
+def _progress(label, trial, hypermodel, config, echo) -> list:
+    return training_progress(label, echo, hypermodel.batch_size(trial.hyperparameters),
+                             config.verbose)
 
 
 def predict_classes(model, batches) -> np.ndarray:

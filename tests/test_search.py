@@ -131,7 +131,7 @@ class _Trials:
 
 
 def _fake_training(scores):
-    def train_in_full(hypermodel, trial, dataset, config, callbacks=()):
+    def train_in_full(hypermodel, trial, dataset, config, callbacks=(), **progress):
         return f"model of {trial.trial_id}", {"loss": [1.0, 0.5],
                                               "val_accuracy": [0.5, scores[trial.trial_id]]}
     return train_in_full
