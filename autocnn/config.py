@@ -1,6 +1,9 @@
 """Typed, validated settings for a search; every field has a commented default."""
 
+import os
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from autocnn.errors import ConfigError
 
@@ -101,8 +104,6 @@ class SearchConfig:
                               f"trains on: more than 0, at most 1, got {self.trial_fraction}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ConfigError(f"time_budget must be more than zero, got {self.time_budget}")
-        from autocnn.backbones import resolve_weights
-
         resolve_weights(self.weights)  # an existing file, or ConfigError
 
     @property
@@ -120,8 +121,6 @@ class SearchConfig:
 
     @property
     def project_name(self) -> str:
-        from autocnn.data import slug
-
         return self.project or f"autocnn-{slug(self.data.dataset)}"
 
     @property
@@ -169,3 +168,24 @@ def read_yaml(path, kind: str, shape: str) -> dict:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+
+
+def slug(dataset: str) -> str:
+    """A short name for a data set, fit for an experiment: flowers for ~/data/flowers/."""
+    base = dataset.split(":", 1)[-1].rstrip("/\\")
+    base = os.path.splitext(os.path.basename(base))[0] if dataset.endswith(".npz") else \
+        os.path.basename(base)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-") or "data"
+
+
+def resolve_weights(weights: str | None):
+    """"imagenet", None (from "none") or an existing file's path; ConfigError otherwise."""
+    if weights in (None, "none"):
+        return None
+    if weights == "imagenet":
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--weights {weights}: no such file; give 'imagenet', 'none' or the "
+                          "path of a weights file saved from the backbone without its top")
+    return str(path)

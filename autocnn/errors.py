@@ -1,4 +1,6 @@
-"""The errors autocnn raises on bad input; the CLI turns each into one line and exit status 2."""
+"""The errors autocnn raises: an `AutoCNNError` is a problem the user can fix, and the CLI turns
+it into one line and exit status 2; the others end a trial, and its progress line and MLflow
+run say why."""
 
 
 class AutoCNNError(Exception):
@@ -23,6 +25,28 @@ class TrackingError(AutoCNNError):
 
 class SearchError(AutoCNNError):
     """The search could not produce a model (for example, every trial failed)."""
+
+
+class WeightsError(ConfigError):
+    """Backbone weights that cannot be had: the message says which file and where."""
+
+
+class DistributedError(AutoCNNError):
+    """The chief cannot listen, a worker cannot reach it, or the workers cannot share a search."""
+
+
+class Interrupted(AutoCNNError):
+    """The user stopped the search; what is finished is kept and a rerun resumes it."""
+
+    exit_code = 130
+
+
+class NonFiniteLoss(ValueError):
+    """A trial's training loss became NaN or infinite (the trial fails with this reason)."""
+
+
+class TrialProcessError(RuntimeError):
+    """A trial failed in its own process (the message is that process's traceback)."""
 
 
 def did_you_mean(name: str, choices) -> str:

@@ -37,7 +37,7 @@ COLUMNS = ("method", "budget", "test accuracy", "macro F1", "wall time", "trials
 
 
 def main(argv=None):
-    from autocnn.control import parse_duration
+    from autocnn import parse_duration
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="60m", help="wall-clock budget per method (60m, 90s)")
@@ -60,10 +60,9 @@ def main(argv=None):
 
     import keras
 
-    from autocnn import data
-    from autocnn.config import DataConfig
+    from autocnn import DataConfig, load_data
 
-    dataset = data.load(DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed))
+    dataset = load_data(DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed))
     if args.train:
         dataset = _subset(dataset, args.train)
     print(dataset.summary(), flush=True)
@@ -100,8 +99,8 @@ def _subset(dataset, train: int):
 
 
 def run_autocnn(dataset, budget, args):
-    from autocnn.config import DataConfig, SearchConfig
-    from autocnn.search import run_search
+    import autocnn
+    from autocnn import DataConfig, SearchConfig, run_search
 
     with tempfile.TemporaryDirectory() as folder:
         config = SearchConfig(
@@ -110,7 +109,8 @@ def run_autocnn(dataset, budget, args):
             trial_fraction=args.trial_fraction,
             time_budget=budget, register=False, tracking_uri=f"sqlite:///{folder}/mlflow.db",
             tuner_dir=f"{folder}/tuner", project="benchmark")
-        result = run_search(config, echo=lambda line: print(line, flush=True), dataset=dataset)
+        autocnn.show_progress()
+        result = run_search(config, dataset=dataset)
     return {**_scores(result.model, dataset, dataset.test), "trials":
             result.trials_completed + result.trials_failed}
 
@@ -134,7 +134,7 @@ def reference_cnn(input_shape, classes):
 def run_reference(dataset, budget, args):
     import keras
 
-    from autocnn.tuners import StopAt
+    from autocnn import StopAt
 
     model = reference_cnn(dataset.input_shape, dataset.num_classes)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
@@ -165,7 +165,7 @@ def _keras_tuner(application, dataset, budget, args):
     import keras
     import keras_tuner as kt
 
-    from autocnn.tuners import StopAt
+    from autocnn import StopAt
 
     deadline = _deadline(budget)
 
@@ -232,7 +232,7 @@ def _scores(model, dataset, split, prepare=lambda images: images):
     """Test accuracy and macro F1, parameters, and images per second through ``predict``."""
     import numpy as np
 
-    from autocnn.evaluate import compute_metrics
+    from autocnn import compute_metrics
 
     images, labels = _arrays(split)
     images = prepare(images)
@@ -249,7 +249,7 @@ def _format_row(row) -> str:
     def number(key, spec):
         return format(row[key], spec) if row.get(key) is not None else "no trial finished"
 
-    from autocnn.control import format_duration
+    from autocnn import format_duration
 
     return (f"| {row['method']} | {row['budget']} | {number('accuracy', '.4f')} | "
             f"{number('f1', '.4f')} | {format_duration(row['seconds'])} | "

@@ -53,17 +53,18 @@ def main():
 
     import keras
 
-    from autocnn import data
-    from autocnn.config import DataConfig
+    import autocnn
+    from autocnn import DataConfig, load_data
 
     started = time.perf_counter()
-    ds = data.load(DataConfig(str(root), cache=args.cache), echo=print)
+    autocnn.show_progress()
+    ds = load_data(DataConfig(str(root), cache=args.cache))
     scan = time.perf_counter() - started
     n = len(ds.train) + len(ds.val) + len(ds.test)
     print(f"1. checked {n} files in {scan:.1f}s: {n / scan:.0f} images/s; "
           f"cache in memory: {ds._cache_for(ds.train)}; peak RSS {peak_rss_mib():.0f} MiB")
 
-    train = ds.pipeline(ds.train, args.batch_size, shuffle=True, seed=0)
+    train = ds.batches(ds.train, args.batch_size, shuffle=True, seed=0)
     for attempt in ("first pass (decoding)", "second pass (from the cache, if any)"):
         started = time.perf_counter()
         count = sum(int(x.shape[0]) for x, _ in train)

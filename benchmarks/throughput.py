@@ -41,19 +41,18 @@ def main(argv=None):
     import keras_tuner as kt
     from fashion_mnist import _arrays, _hardware
 
-    from autocnn import data, space
-    from autocnn.config import DataConfig
-    from autocnn.search import PIPELINE_BATCH
+    from autocnn import CNNHyperModel, DataConfig, load_data
 
-    dataset = data.load(DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed))
+    dataset = load_data(DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed))
     train = dataset.train.take(range(min(args.train, len(dataset.train))))
     x, y = _arrays(train)
     keras.utils.set_random_seed(args.seed)
-    hypermodel = space.CNNHyperModel(dataset.input_shape, dataset.num_classes,
-                                     rules={"batch_size": args.batch_size})
+    hypermodel = CNNHyperModel(dataset.input_shape, dataset.num_classes,
+                               rules={"batch_size": args.batch_size})
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
-    pipeline = dataset.pipeline(train, PIPELINE_BATCH, shuffle=True, seed=args.seed)
+    # 64 a batch, as a search's input yields them (each trial rebatches to its own size).
+    pipeline = dataset.batches(train, 64, shuffle=True, seed=args.seed)
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):

@@ -2,7 +2,7 @@
 
 Trains the head of a backbone model (frozen base, no augmentation) for a few trials that share
 the backbone and its weights, once running the backbone on every batch of every epoch and once
-with `transfer.FeatureCache` (features computed once, then reused by every epoch and trial). The
+with `autocnn.FeatureCache` (features computed once, then reused by every epoch and trial). The
 weights are the backbone's random initialisation saved to a file, so every trial loads the same
 ones, as with ImageNet weights; the timings do not depend on what the weights are.
 
@@ -30,15 +30,16 @@ def main():
     import keras
     import keras_tuner as kt
 
-    from autocnn import backbones, data, space, transfer
-    from autocnn.config import DataConfig
+    import autocnn
+    from autocnn import DataConfig, FeatureCache, build_model, fit_transfer, get_backbone
 
-    dataset = data.load(DataConfig(dataset=args.dataset), echo=print)
+    autocnn.show_progress()
+    dataset = autocnn.load_data(DataConfig(dataset=args.dataset))
     train_split = dataset.train.take(range(min(args.train, len(dataset.train))))
     val_split = dataset.val.take(range(min(args.train // 5, len(dataset.val))))
-    train = dataset.pipeline(train_split, 64, shuffle=True, seed=0)
-    val = dataset.pipeline(val_split, 64)
-    entry = backbones.get(args.backbone)
+    train = dataset.batches(train_split, 64, shuffle=True, seed=0)
+    val = dataset.batches(val_split, 64)
+    entry = get_backbone(args.backbone)
     size = entry.input_size(dataset.input_shape[:2])
     weights = os.path.join(tempfile.mkdtemp(), f"{entry.name}.weights.h5")
     entry.build((*size, 3), None).save_weights(weights)
@@ -47,7 +48,7 @@ def main():
           f"{args.epochs} epochs each, head units 64/128/256 in turn")
 
     results = {}
-    for mode, cache in (("backbone every epoch", None), ("feature cache", transfer.FeatureCache())):
+    for mode, cache in (("backbone every epoch", None), ("feature cache", FeatureCache())):
         seconds = []
         for trial in range(args.trials):
             keras.backend.clear_session()
@@ -55,10 +56,10 @@ def main():
             hp = kt.HyperParameters()
             rules = {"family": "backbone", "backbone": entry.name,
                      "dense_units": [64, 128, 256][trial % 3]}
-            model = space.build_model(hp, dataset.input_shape, dataset.num_classes, rules=rules,
-                                      weights=weights)
+            model = build_model(hp, dataset.input_shape, dataset.num_classes, rules=rules,
+                                weights=weights)
             started = time.perf_counter()
-            history = transfer.fit(model, hp, train, batch_size=args.batch_size,
+            history = fit_transfer(model, hp, train, batch_size=args.batch_size,
                                    epochs=args.epochs, validation_data=val, cache=cache,
                                    verbose=0)
             seconds.append(time.perf_counter() - started)

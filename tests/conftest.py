@@ -1,3 +1,4 @@
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,7 +11,40 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from autocnn.sources import IDX_FILES  # noqa: E402
+from autocnn.data.sources import IDX_FILES  # noqa: E402
+
+
+class Progress(logging.Handler):
+    """autocnn's progress while attached, line by line as the console shows it; each line is
+    also passed to ``on_line``."""
+
+    def __init__(self, on_line=None):
+        super().__init__()
+        self.lines, self.on_line = [], on_line
+        self._logger = logging.getLogger("autocnn")
+
+    def emit(self, record):
+        line = ("warning: " if record.levelno >= logging.WARNING else "") + record.getMessage()
+        self.lines.append(line)
+        if self.on_line is not None:
+            self.on_line(line)
+
+    def __enter__(self):
+        self._level = self._logger.level
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+        return self.lines
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+
+@pytest.fixture
+def progress():
+    """The lines autocnn reports during the test."""
+    with Progress() as lines:
+        yield lines
 
 
 @pytest.fixture
@@ -87,7 +121,7 @@ def is_trial_line(line: str) -> bool:
 
 def run_cli(args, capsys):
     """The real CLI entry point on ``args``: (exit status, stdout, stderr)."""
-    from autocnn.cli import main
+    from autocnn.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(args)
@@ -97,7 +131,7 @@ def run_cli(args, capsys):
 
 def search_digits(folder: Path, project: str, trials: int, epochs: int) -> str:
     """`autocnn search` on digits (seed 7) into an MLflow store in ``folder``; its URI."""
-    from autocnn.cli import main
+    from autocnn.cli.main import main
 
     uri = f"sqlite:///{folder}/mlflow.db"
     with pytest.raises(SystemExit) as exit_info:

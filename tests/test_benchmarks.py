@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autocnn.sources import DEBIAN_FASHION_DIR
+from autocnn.data.sources import DEBIAN_FASHION_DIR
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "fashion_mnist.py"
 

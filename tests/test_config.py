@@ -1,6 +1,6 @@
 import pytest
 
-from autocnn.config import DataConfig, SearchConfig
+from autocnn.config import DataConfig, SearchConfig, slug
 from autocnn.errors import ConfigError
 
 
@@ -39,3 +39,11 @@ def test_settings_flatten_for_mlflow():
     settings = SearchConfig(data=DataConfig("digits", image_size=(8, 8))).to_dict()
     assert settings["dataset"] == "digits" and settings["image_size"] == (8, 8)
     assert settings["tuner"] == "random" and "data" not in settings
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("digits", "digits"), ("/data/pets/", "pets"), ("x/y.npz", "y"), ("tfds:cifar10", "cifar10"),
+    ("idx:/srv/mnist", "mnist"), ("my data!", "my-data"),
+])
+def test_slug(name, expected):
+    assert slug(name) == expected

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from autocnn.control import Budget, StopRequests, format_duration, parse_duration
+from autocnn.control import StopRequests, format_duration, parse_duration
 from autocnn.errors import ConfigError
 
 
@@ -30,36 +30,10 @@ def test_format_duration():
                                                                   "1h30m"]
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-def test_the_budget_counts_down_and_keeps_a_reserve():
-    clock = Clock()
-    budget = Budget(60, clock=clock)
-    clock.now += 20
-    assert budget.elapsed == 20 and budget.remaining == 40
-    assert budget.finish == 5  # for evaluating and registering: 5%, at least 5 s
-    assert budget.fits(35) and not budget.fits(36)
-    budget.reserve = 15  # retraining the best trial so far
-    assert budget.search_remaining == 20 and not budget.fits(21)
-    assert budget.describe() == "0:40 of 1:00 left"
-    assert Budget(200).finish == 10 and Budget(7200).finish == 60
-
-
-def test_no_budget_never_runs_out():
-    budget = Budget(None)
-    assert budget.remaining == math.inf and budget.fits(1e9) and budget.describe() == ""
-
-
-def test_ctrl_c_once_asks_to_stop_twice_stops_now_and_handlers_come_back():
+def test_ctrl_c_once_asks_to_stop_twice_stops_now_and_handlers_come_back(progress):
     before = signal.getsignal(signal.SIGINT)
-    lines = []
-    with StopRequests(echo=lines.append) as stop:
+    lines = progress
+    with StopRequests() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
         assert stop.requested and "Ctrl-C again to stop now" in lines[0]
@@ -70,7 +44,7 @@ def test_ctrl_c_once_asks_to_stop_twice_stops_now_and_handlers_come_back():
 
 
 def test_sigterm_stops_now():
-    with StopRequests(echo=lambda line: None), pytest.raises(KeyboardInterrupt):
+    with StopRequests(), pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)
 
@@ -86,7 +60,7 @@ def tiny_model():
 def test_stop_at_ends_training_at_the_deadline_mid_epoch(seed):
     import keras
 
-    from autocnn.tuners import StopAt
+    from autocnn.search.callbacks import StopAt
 
     x, y = np.ones((4000, 4), "float32"), np.zeros(4000, "int32")
     batches = []
@@ -105,7 +79,8 @@ def test_stop_at_ends_training_at_the_deadline_mid_epoch(seed):
 
 
 def test_a_non_finite_loss_fails_the_trial():
-    from autocnn.tuners import FailOnNonFinite, NonFiniteLoss
+    from autocnn.errors import NonFiniteLoss
+    from autocnn.search.callbacks import FailOnNonFinite
 
     guard = FailOnNonFinite()
     guard.on_epoch_end(0, {"loss": 0.5})
@@ -131,6 +106,6 @@ class Failed:
     ("", "unknown"),
 ])
 def test_failure_reasons_are_short(message, reason):
-    from autocnn.tuners import failure_reason
+    from autocnn.search.trial_runs import failure_reason
 
     assert failure_reason(Failed(message)).startswith(reason)

@@ -7,7 +7,7 @@ from conftest import search_digits, write_images
 from mlflow.tracking import MlflowClient
 
 from autocnn import data
-from autocnn.cli import main
+from autocnn.cli.main import main
 from autocnn.config import DataConfig
 
 

@@ -8,8 +8,10 @@ import pytest
 from conftest import run_cli as run
 from mlflow.tracking import MlflowClient
 
-from autocnn import data, evaluate, projects
+from autocnn import data
+from autocnn import metrics as evaluate
 from autocnn.config import SearchConfig
+from autocnn.search import projects
 
 
 def write_npz(path, kind: str):
@@ -48,7 +50,7 @@ def faces(tmp_path_factory):
     before = os.getcwd()
     os.chdir(workdir)
     try:
-        from autocnn.cli import main
+        from autocnn.cli.main import main
 
         with pytest.raises(SystemExit) as ended:
             main(search(workdir, first))

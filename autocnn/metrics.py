@@ -1,0 +1,108 @@
+"""Test-split metrics as a plain dict (scikit-learn), and the figures people look at."""
+
+import numpy as np
+from sklearn import metrics as skm
+
+from autocnn.tables import format_table
+
+SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro",
+                "precision_weighted", "recall_weighted", "f1_weighted")
+
+
+def compute_metrics(y_true, y_pred, class_names) -> dict:
+    """Accuracy, precision, recall and F1 (macro, weighted, per class) and the confusion matrix."""
+    labels = np.arange(len(class_names))
+    result = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=0)
+        result.update({f"precision_{average}": float(p), f"recall_{average}": float(r),
+                       f"f1_{average}": float(f)})
+    p, r, f, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    result["per_class"] = {
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+               "support": int(support[i])}
+        for i, name in enumerate(class_names)
+    }
+    result["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    return result
+
+
+CHANCE_P_VALUE = 0.01  # how sure a model must be shown to beat the majority class
+
+
+def chance_level(y_true, accuracy: float) -> str:
+    """Why a model of ``accuracy`` on labels ``y_true`` is not clearly better than always
+    answering the most common class, or "" when it is: its number of correct answers must be
+    above the majority-class rate by a one-sided binomial test at CHANCE_P_VALUE (a model that
+    predicts one class for everything scores exactly that rate)."""
+    from scipy.stats import binomtest
+
+    labels = np.asarray(y_true)
+    if not len(labels):
+        return ""
+    majority = np.bincount(labels).max() / len(labels)
+    correct = int(round(accuracy * len(labels)))
+    p_value = binomtest(correct, len(labels), majority, alternative="greater").pvalue
+    if p_value < CHANCE_P_VALUE:
+        return ""
+    return (f"its test accuracy {accuracy:.4f} is not clearly above the {majority:.4f} of "
+            f"always answering the most common class ({len(labels)} test images, p = "
+            f"{p_value:.2f})")
+
+
+def flatten_metrics(result: dict, prefix: str = "test_") -> dict[str, float]:
+    """MLflow-ready scalar metrics: test_f1_macro, test_f1_class_<name>, ..."""
+    flat = {f"{prefix}{key}": result[key] for key in SUMMARY_KEYS}
+    for name, scores in result["per_class"].items():
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        for key in ("precision", "recall", "f1"):
+            flat[f"{prefix}{key}_class_{safe}"] = scores[key]
+    return flat
+
+
+def format_per_class(result: dict) -> str:
+    """A per-class precision/recall/F1 table, as printed to the console and logged as text."""
+    rows = [(name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}",
+             s["support"]) for name, s in result["per_class"].items()]
+    return format_table(("class", "precision", "recall", "f1", "support"), rows,
+                        right=(1, 2, 3, 4))
+
+
+def plot_confusion_matrix(result: dict, title: str = "Confusion matrix (test split)"):
+    """The confusion matrix as a matplotlib figure, counts in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["per_class"])
+    size = max(4.0, 0.55 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    display = skm.ConfusionMatrixDisplay(np.array(result["confusion_matrix"]), display_labels=names)
+    display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(names) > 10 else 0)
+    ax.set_title(f"{title}\naccuracy {result['accuracy']:.4f}, macro F1 {result['f1_macro']:.4f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: dict, title: str = "Training curves"):
+    """Loss and accuracy per epoch from a Keras History.history dict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key in (metric, f"val_{metric}"):
+            if key in history:
+                ax.plot(range(1, len(history[key]) + 1), history[key], marker=".", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

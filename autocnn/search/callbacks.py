@@ -1,0 +1,81 @@
+"""What every trial's training gets beside its own callbacks: a failure on a non-finite loss, a
+stop at the deadline, and the memory a traced train step would keep for ever given back."""
+
+import math
+import resource
+import threading
+import time
+
+import keras
+
+from autocnn.errors import NonFiniteLoss
+
+
+class FailOnNonFinite(keras.callbacks.Callback):
+    """Fail the trial when an epoch's loss is NaN or infinite (any bad batch makes the epoch's
+    mean so, hence one check per epoch instead of one per batch)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteLoss(f"the loss became {loss} in epoch {epoch + 1} (try a lower "
+                                "learning rate, batch norm or gradient-friendlier activations)")
+
+
+class StopAt(keras.callbacks.Callback):
+    """Stop training at a wall-clock time (``time.time()``): the batch in progress ends, the
+    partial epoch is validated (so the best epoch is still checkpointed) and fit returns.
+
+    A timer thread sets ``model.stop_training``, which Keras checks after every batch: no Python
+    work per batch.
+    """
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline, self.stopped, self._timer = deadline, False, None
+
+    def on_train_begin(self, logs=None):
+        self._timer = threading.Timer(max(self.deadline - time.time(), 0), self._stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _stop(self):
+        self.stopped = True
+        self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def traced_gradients() -> set:
+    """The names of the custom gradients TensorFlow has registered so far."""
+    registry = getattr(_tf_ops(), "_gradient_registry", None)
+    return set(getattr(registry, "_registry", {}))
+
+
+def release_traced_gradients(names) -> None:
+    """Forget custom gradients registered while a trial's functions were traced.
+
+    Each trace of a Keras train step registers a custom gradient (the optimizer's all-reduce of
+    the gradients) in TensorFlow's global registry, which never lets go of it, and it holds the
+    whole traced graph: about 10 MiB a trial on a small CNN, for ever. Once traced, the graph
+    no longer needs the entry. A TensorFlow without that private registry is left alone.
+    """
+    registry = getattr(getattr(_tf_ops(), "_gradient_registry", None), "_registry", None)
+    if registry is None:
+        return
+    for name in names:
+        if name.startswith("CustomGradient-"):
+            registry.pop(name, None)
+
+
+def _tf_ops():
+    from tensorflow.python.framework import ops
+
+    return ops
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,144 @@
+"""The final training: the best configuration retrained on train + val, or the last rung's
+finalists each trained on all the training images, or the best trial's own model when the budget
+or --no-retrain says so."""
+
+import contextlib
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from autocnn.control import format_duration
+from autocnn.search.budget import last_rung
+from autocnn.search.oracles import distinct_best_trials
+from autocnn.search.prepare import PIPELINE_BATCH
+from autocnn.search.progress import training_progress
+from autocnn.search.tuners import OBJECTIVE
+from autocnn.space import hypermodel as space
+from autocnn.space import sizing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinalModel:
+    """What the final training gave: the trial whose configuration it is, the model, its
+    history, the epochs it trained (0: the trial's own model), why the trial's model was kept,
+    and the last rung's finalists (trial id -> best validation accuracy)."""
+    trial: kt.engine.trial.Trial
+    model: keras.Model
+    history: dict | None
+    epochs: int
+    kept_because: str = ""
+    finalists: dict = dataclasses.field(default_factory=dict)
+
+
+def final_model(config, hypermodel, tuner, dataset, budget) -> FinalModel:
+    """The best configuration retrained on train + val (``config.retrain``, when the budget
+    leaves time for it), the last rung's winner (see budget.last_rung), or the best trial's own
+    model at its best epoch (trained on the trial's images)."""
+    best = tuner.oracle.get_best_trials(1)[0]
+    head = f"best trial {int(best.trial_id) + 1}: val_accuracy {best.score:.4f}; "
+    reason = "--no-retrain" if not config.retrain else budget.final_training_refused(
+        best, tuner.epoch_seconds.get(best.trial_id))
+    if reason:
+        reason = reason.replace("training it", "retraining", 1)
+        log.info(f"{head}its model at epoch {best.best_step + 1} is the result ({reason})")
+        return FinalModel(best, tuner.get_best_models(1)[0], None, 0, reason)
+    if last_rung(config):
+        return _last_rung(config, hypermodel, tuner, dataset, budget)
+    log.info(f"{head}retraining on train + val for {best.best_step + 1} epochs")
+    model, history = retrain(hypermodel, best, dataset, config, budget.final_deadline())
+    return FinalModel(best, model, history, len(history.get("loss", [])))
+
+
+def _last_rung(config, hypermodel, tuner, dataset, budget) -> FinalModel:
+    """The best ``config.finalists`` configurations (distinct), each trained on all the
+    training images in turn (see train_in_full) while the budget affords it; the one with the
+    best validation accuracy wins."""
+    finalists = distinct_best_trials(tuner.oracle, config.finalists)
+    names = ", ".join(f"{int(t.trial_id) + 1} ({t.score:.4f})" for t in finalists)
+    log.info(f"best trial{'s' if len(finalists) > 1 else ''} {names}: training "
+             f"{'each' if len(finalists) > 1 else 'it'} on all {len(dataset.train)} training "
+             f"images, up to {config.epochs} epochs, stopping {config.patience} epochs after "
+             "validation accuracy last improved (the best epoch kept)")
+    scores, winner, best_score = {}, None, -1.0
+    for rank, trial in enumerate(finalists):
+        number = int(trial.trial_id) + 1
+        refused = rank and budget.final_training_refused(
+            trial, tuner.epoch_seconds.get(trial.trial_id))
+        if refused:
+            log.info(f"trial {number}: skipped, {refused}")
+            continue
+        started = time.monotonic()
+        model, history = train_in_full(hypermodel, trial, dataset, config,
+                                       budget.final_deadline(),
+                                       label=f"finalist trial {number}")
+        score = max(history.get(OBJECTIVE) or [0.0])
+        scores[trial.trial_id] = score
+        epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
+        log.info(f"trial {number}: val_accuracy {score:.4f} on all the training images, epoch "
+                 f"{epoch} of {len(history.get('loss', []))} "
+                 f"[{format_duration(time.monotonic() - started)}]")
+        if score > best_score:  # a tie keeps the better-ranked trial
+            winner, best_score = FinalModel(trial, model, history, len(history["loss"])), score
+    if len(scores) > 1:
+        log.info(f"trial {int(winner.trial.trial_id) + 1}'s configuration is the result")
+    winner.finalists = scores
+    return winner
+
+
+def model_summary(model, hypermodel, trial) -> str:
+    """The per-layer sizing table (shapes, parameters, receptive fields) and Keras's summary."""
+    hp = kt.HyperParameters.from_config(trial.hyperparameters.get_config())
+    sized = space.size_model(hp, hypermodel.input_shape, hypermodel.num_classes,
+                             rules=hypermodel.rules)
+    lines = []
+    model.summary(print_fn=lambda line, *_, **__: lines.append(line), line_length=100)
+    return (f"{sizing.format_table(sized)}\n\nKeras summary\n\n" + "\n".join(lines) + "\n")
+
+
+def _fresh_model(hypermodel, trial, config) -> keras.Model:
+    keras.utils.set_random_seed(config.seed)
+    keras.backend.clear_session()
+    strategy = hypermodel.strategy
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return hypermodel.build(trial.hyperparameters)
+
+
+def retrain(hypermodel, trial, dataset, config, callbacks=()):
+    """Train the trial's configuration afresh on train + val for its best number of epochs,
+    its progress shown (see progress.training_progress)."""
+    model = _fresh_model(hypermodel, trial, config)
+    both = dataset.batches(dataset.train.concat(dataset.val), PIPELINE_BATCH, shuffle=True,
+                            seed=config.seed)
+    callbacks = [*callbacks, *_progress("retraining", trial, hypermodel, config)]
+    history = hypermodel.fit(trial.hyperparameters, model, both, epochs=trial.best_step + 1,
+                             shuffle=False, verbose=config.verbose, callbacks=callbacks)
+    return model, history.history
+
+
+def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="training"):
+    """The last rung (see last_rung): the trial's configuration trained afresh on all the
+    training images for up to ``config.epochs`` epochs, stopped ``config.patience`` epochs
+    after validation accuracy last improved, with the weights of its best epoch; its progress
+    shown as ``label``."""
+    callbacks = [*callbacks, *_progress(label, trial, hypermodel, config)]
+    model = _fresh_model(hypermodel, trial, config)
+    train = dataset.batches(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
+    val = dataset.batches(dataset.val, PIPELINE_BATCH)
+    stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience,
+                                         restore_best_weights=True)
+    history = hypermodel.fit(trial.hyperparameters, model, train, validation_data=val,
+                             epochs=config.epochs, shuffle=False, verbose=config.verbose,
+                             callbacks=[stop, *callbacks])
+    return model, history.history
+
+
+def _progress(label, trial, hypermodel, config) -> list:
+    return training_progress(label, hypermodel.batch_size(trial.hyperparameters),
+                             config.verbose)

@@ -1,0 +1,61 @@
+"""What a search leaves in MLflow besides its trials: the data, the final model's evaluation
+on the test split, and its registration."""
+
+import logging
+
+import numpy as np
+
+from autocnn import data
+from autocnn import metrics as evaluate
+from autocnn.data import inspection
+from autocnn.tracking import CHAMPION, Registration
+from autocnn.trained.reference import predict_probabilities
+
+log = logging.getLogger(__name__)
+
+
+def predict_classes(model, batches) -> np.ndarray:
+    return np.argmax(predict_probabilities(model, batches), axis=-1)
+
+
+def log_evaluation(tracker, metrics, history, trained_on: str):
+    tracker.log_metrics(tracker.parent_run_id, evaluate.flatten_metrics(metrics))
+    fig = evaluate.plot_confusion_matrix(metrics)
+    tracker.log_figure(fig, "plots/confusion_matrix.png")
+    if history:
+        for epoch, values in enumerate(zip(*history.values())):
+            tracker.log_metrics(tracker.parent_run_id,
+                                {f"retrain_{k}": v for k, v in zip(history, values)}, step=epoch)
+        title = f"The best configuration's final training, on {trained_on}"
+        tracker.log_figure(evaluate.plot_history(history, title), "plots/retrain_curves.png")
+    tracker.log_text(evaluate.format_per_class(metrics), "evaluation/per_class.txt")
+    tracker.log_dict(metrics, "evaluation/metrics.json")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def log_data(tracker, dataset):
+    """The data summary, a grid of samples per class, and any skipped files, on the parent run."""
+    tracker.log_text(inspection.describe(dataset), "data/summary.txt")
+    tracker.log_figure(inspection.plot_samples(dataset), "data/samples.png")
+    tracker.log_metrics(tracker.parent_run_id, {"skipped_files": len(dataset.skipped)})
+    if dataset.skipped:
+        tracker.log_text("\n".join(dataset.skipped) + "\n", "data/skipped_files.txt")
+
+
+def register(config, dataset, tracker, model, metrics) -> Registration:
+    """Register the final model, tagged with its data and headline test metrics; a model no
+    better than always answering the most common class is never the champion."""
+    example = next(iter(dataset.batches(dataset.test.take(range(5)), 5)))[0].numpy()
+    chance = evaluate.chance_level(dataset.test.labels, metrics["accuracy"])
+    if chance:
+        log.warning(f"{chance}; it is registered without the {CHAMPION} alias")
+    return tracker.register_model(
+        model, example, config.registered_name, f"test_{config.champion_metric}",
+        metrics[config.champion_metric], dataset.fingerprint,
+        metadata={"class_names": list(dataset.class_names),
+                  "dataset": data.absolute_source(dataset.name),
+                  "input_shape": list(dataset.input_shape), "seed": config.data.seed},
+        tags={f"test_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1_macro")},
+        uncrowned=chance)

@@ -1,0 +1,46 @@
+"""Where the runs are kept: a SQLite file (the default, its artifacts beside it) or a tracking
+server, resolved to an absolute URI and checked before anything is logged."""
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from autocnn.config import DEFAULT_TRACKING_URI
+from autocnn.errors import TrackingError
+
+STORE_HINT = "point to the store with --tracking-uri or MLFLOW_TRACKING_URI"
+
+
+def resolve_tracking_uri(uri: str, create: bool = True) -> tuple[str, str | None]:
+    """An absolute tracking URI and, for a local SQLite store, the artifact folder beside it.
+
+    With ``create`` False (commands that only read), a SQLite store that does not exist is a
+    TrackingError saying where it was looked for, instead of a new empty store there.
+    """
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):]).expanduser().resolve()
+        if not create and not path.is_file():
+            if uri == DEFAULT_TRACKING_URI:
+                raise TrackingError(f"no MLflow store at {path} (the default {uri}, relative to "
+                                    "the working directory): run from the folder you searched "
+                                    f"in, or {STORE_HINT}")
+            raise TrackingError(f"no MLflow store at {path} ({uri}): check the path, or "
+                                f"{STORE_HINT}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}", (path.parent / "artifacts").as_uri()
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    return uri, None
+
+
+def _check_server(uri: str) -> None:
+    # MLflow's own client retries for minutes; one short request tells at once.
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+            return
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}): start it "
+            "(`mlflow server`) or pass another --tracking-uri"
+        ) from None
