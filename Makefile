@@ -4,11 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 5000
+DOCS_PORT ?= 8000
 HOST ?= 127.0.0.1
 BUDGET ?= 60m
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo fashion-mnist test bench lint ui mlflow-server clean clean-runs
+.PHONY: help install demo fashion-mnist test test-fast docs bench lint ui mlflow-server clean clean-runs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +34,12 @@ fashion-mnist: $(INSTALLED) ## Run pipelines/fashion_mnist.yaml: the full Fashio
 
 test: $(INSTALLED) ## Run the test suite (it never writes to this repository's mlruns/)
 	$(BIN)/python -m pytest
+
+test-fast: $(INSTALLED) ## Run the unit tests alone, without the end-to-end searches (a few minutes)
+	$(BIN)/python -m pytest -m "not slow"
+
+docs: $(INSTALLED) ## Serve the documentation on http://127.0.0.1:8000 (DOCS_PORT=... to change)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 bench: $(INSTALLED) ## Run the benchmarks: Fashion-MNIST against the baselines (BUDGET=60m each), input throughput, feature cache, folder loading
 	$(BIN)/python benchmarks/fashion_mnist.py --budget $(BUDGET)
