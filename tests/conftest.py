@@ -140,3 +140,24 @@ def search_digits(folder: Path, project: str, trials: int, epochs: int) -> str:
               str(folder / "tuner"), "--project", project])
     assert exit_info.value.code == 0
     return uri
+
+
+@pytest.fixture(autouse=True)
+def _release_models():
+    """What a test's models and graphs leave in Keras's global state goes with the test, so the
+    suite's one process stays small however many searches it runs in-process."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        import gc
+
+        sys.modules["keras"].backend.clear_session()
+        gc.collect()
+
+
+def pytest_terminal_summary(terminalreporter):
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    terminalreporter.write_line(f"peak resident memory of the test process: {peak:,.0f} MiB")

@@ -8,7 +8,7 @@ from conftest import run_cli as run
 from conftest import write_images
 from mlflow.tracking import MlflowClient
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TWO_STAGES = """
 name: two
 data: {path: digits}
