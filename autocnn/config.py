@@ -54,13 +54,13 @@ class SearchConfig:
     epochs: int = 20  # most epochs per trial (Hyperband's max_epochs)
     patience: int = 5  # early stopping on validation accuracy, in epochs
     trial_fraction: float = 1.0  # of the training images each trial trains on (retraining: all)
-    finalists: int = 2  # best configurations trained on all images at the end (see last_rung)
+    finalists: int = 2  # best configurations trained on all images at the end (budget.last_rung)
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     time_budget: float | None = None  # seconds for the whole command (search and retraining)
     isolate: bool = False  # run each trial in a fresh process
     deterministic: bool = False  # TensorFlow's op determinism (the same numbers on a GPU too)
-    distributed: str = "none"  # "chief": serve the oracle to workers (see distributed.py)
+    distributed: str = "none"  # "chief": serve the oracle to workers (see distributed/)
     oracle_address: str = ""  # HOST:PORT the chief listens on; "" means 127.0.0.1, a free port
     workers: int = 0  # local worker processes the chief starts (one GPU each when there are)
     worker_timeout: float = 120.0  # seconds a worker may be silent before its trial is reassigned

@@ -9,7 +9,7 @@ nothing. On a 2-core CPU the models of the space run from 36 to 1,600 images a s
 
 With a time budget, the random and Bayesian oracles pass over configurations whose trial would
 take more than half of the time left for trials, or whose retraining on train + val would not
-fit in the time left after it (see tuners.WarmStart): one huge model cannot eat a budget that a
+fit in the time left after it (see oracles.WarmStart): one huge model cannot eat a budget that a
 dozen sensible ones would share, and the best trial is one that can be retrained.
 """
 

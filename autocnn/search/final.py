@@ -123,7 +123,7 @@ def retrain(hypermodel, trial, dataset, config, callbacks=()):
 
 
 def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="training"):
-    """The last rung (see last_rung): the trial's configuration trained afresh on all the
+    """The last rung (see budget.last_rung): the trial's configuration trained afresh on all the
     training images for up to ``config.epochs`` epochs, stopped ``config.patience`` epochs
     after validation accuracy last improved, with the weights of its best epoch; its progress
     shown as ``label``."""

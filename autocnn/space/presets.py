@@ -1,6 +1,6 @@
 """The classic architectures as fixed points of the search space, scaled to the input.
 
-Each preset fixes every hyperparameter of `space.py`, so it is a configuration the search could
+Each preset fixes every hyperparameter of `hypermodel.py`, so it is a configuration the search could
 have found: `--space preset:NAME` trains one, and a search tries a few of them first. They follow
 the originals where the space can (LeNet-5 on a 32x32 input is the textbook network, 61,706
 parameters) and scale where the input is smaller than the original's: fewer blocks (each one

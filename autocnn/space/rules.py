@@ -15,7 +15,7 @@ from autocnn.config import read_yaml
 from autocnn.errors import ConfigError
 from autocnn.space import backbones
 
-# Choices that select code paths: only the listed values exist. space.py declares these
+# Choices that select code paths: only the listed values exist. hypermodel.py declares these
 # lists; the family names are blocks.FAMILIES' keys (a test keeps the two equal) and "backbone",
 # a pretrained network from the registry.
 CLOSED = {
