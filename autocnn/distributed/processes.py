@@ -36,9 +36,9 @@ class LocalWorkers:
                 env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
             command = [sys.executable, "-m", "autocnn", "worker", "--oracle-address",
                        str(address), "--worker-id", name] + ["-v"] * verbose
-            with open(self.log_dir / f"{name}.log", "w") as log:
+            with open(self.log_dir / f"{name}.log", "w") as output:
                 self.processes[name] = subprocess.Popen(
-                    command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    command, stdout=output, stderr=subprocess.STDOUT, env=env,
                     stdin=subprocess.DEVNULL, start_new_session=True)
             gpu = f", GPU {index % gpus}" if gpus else ""
             log.info(f"started {name} (pid {self.processes[name].pid}{gpu}); its log: "
@@ -65,7 +65,7 @@ class TrackingServer:
     """A local MLflow tracking server over a SQLite store, bound to 127.0.0.1, for the
     processes of a search on this machine (SQLite alone is one writer's store)."""
 
-    def __init__(self, backend_uri: str, artifact_root: str | None, log: Path,
+    def __init__(self, backend_uri: str, artifact_root: str | None, log_file: Path,
                  timeout: float = 120.0):
         port = _free_port()
         self.uri = f"http://127.0.0.1:{port}"
@@ -75,30 +75,30 @@ class TrackingServer:
             command += ["--default-artifact-root", artifact_root, "--no-serve-artifacts"]
         # Its background jobs serve MLflow's GenAI features, not a search.
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with open(log, "w") as out:
+        with open(log_file, "w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", SUPERVISE, *command], stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True)
         try:
-            self._wait(timeout, log)
+            self._wait(timeout, log_file)
         except BaseException:  # Ctrl-C while it starts, too: leave no server behind
             self.stop()
             raise
 
-    def _wait(self, timeout: float, log: Path) -> None:
+    def _wait(self, timeout: float, log_file: Path) -> None:
         import urllib.request
 
         until = time.monotonic() + timeout
         while time.monotonic() < until:
             if self.process.poll() is not None:
-                raise DistributedError(f"the MLflow tracking server did not start; see {log}")
+                raise DistributedError(f"the MLflow tracking server did not start; see {log_file}")
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
                     return
             time.sleep(0.3)
         raise DistributedError(f"the MLflow tracking server did not answer in {timeout:.0f}s; "
-                               f"see {log}")
+                               f"see {log_file}")
 
     def stop(self) -> None:
         if self.process.poll() is None:

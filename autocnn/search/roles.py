@@ -39,7 +39,7 @@ class ChiefRole(Role):
             raise StopSearch(reason)
 
     def _ended(self, tuner, chief, trial, seconds, worker) -> None:
-        tuner.times.ended(trial.trial_id, seconds, chief.epoch_seconds.get(trial.trial_id))
+        tuner.times.ended(trial.trial_id, seconds, chief.roster.epoch_seconds.get(trial.trial_id))
         tuner.say_passed_over()
         tuner.ended(trial, outcome(trial), seconds, where=f" on {worker}")
 

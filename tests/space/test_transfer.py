@@ -302,7 +302,7 @@ def test_explain_shows_the_backbone_model(capsys):
         main(["explain", "--input", "28x28x1", "--backbone", "resnet50", "--set", "upscale=4"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "backbone_input  BackboneInput" in out and "112x112x3" in out
+    assert "backbone_input  Preprocessing" in out and "112x112x3" in out
     assert "ResNet50" in out and "23,587,712" in out and "4x4x2048" in out
 
 
