@@ -142,14 +142,32 @@ def search_digits(folder: Path, project: str, trials: int, epochs: int) -> str:
     return uri
 
 
+def backbone_model(name="mobilenet_v3_small", input_shape=(8, 8, 1), classes=3, weights=None,
+                   **values):
+    """A backbone model of the space (random weights unless given), its hyperparameters and
+    rules."""
+    import keras_tuner as kt
+
+    from autocnn.space import hypermodel as space
+
+    hp = kt.HyperParameters()
+    rules = {"family": "backbone", "backbone": name, **values}
+    model = space.build_model(hp, input_shape, classes, rules=rules, weights=weights)
+    return model, hp, rules
+
+
 @pytest.fixture(autouse=True)
 def _release_models():
-    """What a test's models and graphs leave in Keras's global state goes with the test, so the
-    suite's one process stays small however many searches it runs in-process."""
+    """What a long test's models and graphs leave in Keras's global state goes with the test, so
+    the suite's one process stays small however many searches it runs in-process. (Only after a
+    test of a few seconds: a collection costs a second or two, a short test leaves little.)"""
+    import time
+
+    started = time.monotonic()
     yield
     import sys
 
-    if "keras" in sys.modules:
+    if "keras" in sys.modules and time.monotonic() - started > 3:
         import gc
 
         sys.modules["keras"].backend.clear_session()
@@ -161,3 +179,29 @@ def pytest_terminal_summary(terminalreporter):
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     terminalreporter.write_line(f"peak resident memory of the test process: {peak:,.0f} MiB")
+
+
+# What makes a test slow: it runs a real search (in-process or as a command), a pipeline, a
+# benchmark, trains a model or exports one. `make test-fast` (-m "not slow") leaves these out.
+SLOW_CALLS = ("run_search(", "search_digits(", '"search"', '"run"', "run(search(",
+              "run_benchmark(", "sys.executable", "weights[", ".fit(", "export.export(")
+
+
+def _runs_something_slow(function) -> bool:
+    import inspect
+
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+    return any(call in source for call in SLOW_CALLS)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark slow the tests that, or whose fixtures, run something slow (see SLOW_CALLS)."""
+    for item in items:
+        fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs
+                    if d.baseid]  # this suite's own fixtures, not pytest's
+        if any(_runs_something_slow(f) for f in [item.function, *fixtures]) or \
+                "trains" in item.name:
+            item.add_marker(pytest.mark.slow)

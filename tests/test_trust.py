@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from autocnn import data
 from autocnn import metrics as evaluate
-from autocnn.config import SearchConfig
+from autocnn.config import DataConfig, SearchConfig
 from autocnn.search import projects
 
 
@@ -175,7 +175,7 @@ def test_the_fingerprint_follows_the_contents_not_the_folders_place(tmp_path, im
     assert data.load(f"{moved}/").fingerprint["digest"] != one.fingerprint["digest"]
     digits = data.load("digits").fingerprint
     assert digits["splits"] == {"train": 1149, "val": 288, "test": 360}
-    assert data.load(data.DataConfig(seed=1)).fingerprint["digest"] != digits["digest"]
+    assert data.load(DataConfig(seed=1)).fingerprint["digest"] != digits["digest"]
 
 
 @pytest.mark.parametrize("args", [

@@ -20,7 +20,6 @@ import keras_tuner as kt
 
 from autocnn.errors import SizingError
 from autocnn.space import hypermodel as space
-from autocnn.space import sizing
 
 # Only their ratio matters (the trials that ran set the scale): a 2-core CPU's figures.
 LAYER_SECONDS = 40e-6  # per image and layer
@@ -58,7 +57,7 @@ class TrialCost:
             ops = space.size_model(hp, model.input_shape, model.num_classes, rules=model.rules)
         except SizingError:
             return None
-        if any(row.kind == sizing.PREPROCESSING for row in ops.rows):
+        if any(row.kind == "BackboneInput" for row in ops.rows):
             return None
         per_image = LAYER_SECONDS * len(ops.rows) + MAC_SECONDS * ops.macs
         return per_image * self.images, ops

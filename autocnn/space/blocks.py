@@ -12,14 +12,12 @@ fields), so the same code that builds a model can size it first, and the two alw
 - nin (Network in Network): mlpconv, a convolution followed by 1x1 convolutions.
 
 A pretrained backbone (see `backbones.py`) enters through ``ops.backbone``: the images are
-brought to what the network expects inside the model, by Keras's built-in layers alone (see
-`backbone_input`), so a saved model loads anywhere Keras does.
+brought to what the network expects by `BackboneInput`, inside the model.
 """
 
 from dataclasses import dataclass
 
 import keras
-import numpy as np
 from keras import layers
 
 from autocnn.space import backbones
@@ -124,7 +122,7 @@ class KerasOps:
         would otherwise overwrite the statistics learnt on ImageNet. Without weights there is
         nothing to keep: the whole network trains from scratch.
         """
-        x = backbone_input(entry, size, tuple(x.shape[1:]))(x)
+        x = BackboneInput(entry.name, size, name="backbone_input")(x)
         base = entry.build((*size, 3), self.weights, name="backbone")
         if self.weights is None:
             return base(x)
@@ -138,46 +136,12 @@ class KerasOps:
         return layers.Concatenate(name=name)(xs)
 
 
-def backbone_input(entry: backbones.Backbone, size, input_shape, name="backbone_input"):
-    """Images in [0, 1] of ``input_shape`` as ``entry`` expects them: resized to ``size``
-    (bilinear, when they are not that size already), then one frozen 1x1 convolution that
-    repeats grayscale to three channels and applies the network's own preprocessing on the
-    0-255 scale.
-
-    That preprocessing (channel flips, mean subtraction, scaling by deviations) is an affine map
-    of each pixel's channels for every network Keras ships, so the convolution computes it
-    exactly; its weights are read off Keras's own preprocess_input (see preprocessing_map).
-    Resizing first is cheaper and the same: a bilinear resize commutes with a per-pixel affine
-    map. Built-in layers only, so a saved model loads without autocnn (mlflow.pyfunc too).
-    """
-    channels = input_shape[-1]
-    kernel, bias = preprocessing_map(entry, channels)
-    steps = [] if tuple(input_shape[:2]) == tuple(size) else [
-        layers.Resizing(*size, interpolation="bilinear", name=f"{name}_resize")]
-    convolution = layers.Conv2D(3, 1, name=f"{name}_preprocess", trainable=False)
-    block = keras.Sequential([keras.Input(input_shape), *steps, convolution], name=name)
-    convolution.set_weights([kernel, bias])
-    return block
-
-
-def preprocessing_map(entry: backbones.Backbone, channels: int):
-    """The 1x1 kernel (1, 1, channels, 3) and bias (3,) of ``entry``'s preprocessing of
-    0-255 images, for images in [0, 1]: read off preprocess_input at black and at each pure
-    channel (its affine map's offset and columns)."""
-    basis = np.concatenate([np.zeros((1, 3)), np.eye(3)]).reshape(4, 1, 1, 3) * 255.0
-    out = np.asarray(entry.preprocess(basis.astype("float32")), dtype="float64").reshape(4, 3)
-    bias, columns = out[0], out[1:] - out[0]
-    kernel = columns.sum(axis=0, keepdims=True) if channels == 1 else columns
-    return kernel.reshape(1, 1, channels, 3).astype("float32"), bias.astype("float32")
-
-
 @keras.saving.register_keras_serializable(package="autocnn")
 class BackboneInput(layers.Layer):
     """Images in [0, 1] as a backbone expects them: three channels (grayscale repeated),
     resized to ``size``, then the backbone's own preprocessing on the 0-255 scale.
 
-    Models saved before `backbone_input` replaced it hold this layer: it stays registered (on
-    ``import autocnn.space.blocks``, which loading a model does) so that they still load.
+    A layer rather than a Lambda, so a saved model loads in Keras's safe mode.
     """
 
     def __init__(self, backbone: str, size, **kwargs):

@@ -45,9 +45,6 @@ def check_output(layer: str, size: tuple[int, int], kernel: int, stride: int = 1
     return out
 
 
-PREPROCESSING = "Preprocessing"  # the kind of a backbone's input block
-
-
 @dataclass(frozen=True)
 class Size:
     """A feature map's size, or a vector's (height and width None), and its receptive field."""
@@ -148,11 +145,9 @@ class SizingOps:
         return self._add(name, "Dense", out, x.channels * units + units)
 
     def backbone(self, x, entry, size):
-        """The input block (resizing, then a frozen 1x1 convolution for the preprocessing: see
-        blocks.backbone_input) and the pretrained network, one row each. Strict sizing builds the
-        network once (randomly initialised) for its exact output shape."""
-        self.macs += size[0] * size[1] * x.channels * 3
-        self._add("backbone_input", PREPROCESSING, Size(*size, 3, 1), x.channels * 3 + 3)
+        """The resizing input layer and the pretrained network as one row each. Strict sizing
+        builds the network once (randomly initialised) for its exact output shape."""
+        self._add("backbone_input", "BackboneInput", Size(*size, 3, 1))
         if self.strict:
             shape = backbones.feature_shape(entry.name, tuple(size))
         else:

@@ -1,6 +1,6 @@
 """Transfer learning: a new head on a frozen pretrained backbone, then fine-tuning its top.
 
-The model (see `space.backbone_features`) is: augmentation, `blocks.backbone_input`, the backbone
+The model (see `space.backbone_features`) is: augmentation, `blocks.BackboneInput`, the backbone
 (frozen, batch norm in inference mode), global pooling (the layer named `FEATURES`), the head.
 
 A backbone without weights (``--weights none``) has nothing to transfer: it trains whole, from
@@ -128,11 +128,11 @@ def feature_key(model) -> tuple:
     """What the frozen features depend on: backbone, input size, pooling and the weights
     (a sample of every weight: a randomly initialised or fine-tuned backbone is a new one)."""
     digest = hashlib.sha1()
-    backbone = model.get_layer(BACKBONE)
-    for weight in backbone.weights:
+    for weight in model.get_layer(BACKBONE).weights:
         digest.update(np.asarray(weight).ravel()[::97].tobytes())
-    return (len(backbone.layers), tuple(backbone.inputs[0].shape[1:]),
-            type(model.get_layer(FEATURES)).__name__, digest.hexdigest())
+    source = model.get_layer("backbone_input")
+    return (source.backbone, source.size, type(model.get_layer(FEATURES)).__name__,
+            digest.hexdigest())
 
 
 class FeatureCache:

@@ -39,8 +39,8 @@ def image_files(inputs) -> list[str]:
 
 def predict_images(loaded: LoadedModel, inputs, top_k: int = 3) -> list[Prediction]:
     """The ``top_k`` classes of each image, read and resized as in training."""
-    from autocnn.data import inputs
     from autocnn.data.folders import check_images
+    from autocnn.data.inputs import batches
 
     files = image_files(inputs)
     _, bad = check_images(files)
@@ -48,8 +48,7 @@ def predict_images(loaded: LoadedModel, inputs, top_k: int = 3) -> list[Predicti
         path, reason = next(iter(bad.items()))
         raise DataError(f"{path}: cannot read this image ({reason})")
     split = Split(np.zeros(len(files), "int64"), paths=tuple(files))
-    batches = inputs.batches(split, loaded.input_shape, 64)
-    probabilities = predict_probabilities(loaded.model, batches)
+    probabilities = predict_probabilities(loaded.model, batches(split, loaded.input_shape, 64))
     k = max(1, min(top_k, probabilities.shape[-1]))
     predictions = []
     for path, row in zip(files, probabilities):

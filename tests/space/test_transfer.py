@@ -9,6 +9,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import backbone_model
 from mlflow.tracking import MlflowClient
 
 from autocnn.cli.main import main
@@ -27,14 +28,6 @@ def weights(tmp_path_factory):
         files[name] = str(folder / f"{name}.weights.h5")
         backbones.get(name).build((32, 32, 3), None).save_weights(files[name])
     return files
-
-
-def backbone_model(name="mobilenet_v3_small", input_shape=(8, 8, 1), classes=3, weights=None,
-                   **values):
-    hp = kt.HyperParameters()
-    rules = {"family": "backbone", "backbone": name, **values}
-    model = space.build_model(hp, input_shape, classes, rules=rules, weights=weights)
-    return model, hp, rules
 
 
 def pipeline(count=24, shape=(8, 8, 1), classes=3, batch=8, seed=0):
@@ -69,32 +62,15 @@ def test_every_backbone_builds_trains_one_step_and_predicts(name, seed):
 
 
 def test_backbone_input_repeats_grayscale_resizes_and_preprocesses():
-    from autocnn.space.blocks import backbone_input
+    from autocnn.space.blocks import BackboneInput
 
     gray = np.full((1, 8, 8, 1), 0.5, dtype=np.float32)
-    out = backbone_input(backbones.get("mobilenet_v2"), (32, 32), (8, 8, 1))(gray).numpy()
+    out = BackboneInput("mobilenet_v2", (32, 32))(gray).numpy()
     assert out.shape == (1, 32, 32, 3)
     np.testing.assert_allclose(out, 0.0, atol=1e-5)  # "tf" mode: 0.5 * 255 -> 0 in [-1, 1]
-    caffe = backbone_input(backbones.get("vgg16"), (8, 8), (8, 8, 1))(gray).numpy()
+    caffe = BackboneInput("vgg16", (8, 8))(gray).numpy()  # BGR, ImageNet means subtracted
     np.testing.assert_allclose(caffe[0, 0, 0], [127.5 - 103.939, 127.5 - 116.779, 127.5 - 123.68],
-                               rtol=1e-4)  # BGR, ImageNet means subtracted
-
-
-@pytest.mark.parametrize("name", backbones.NAMES)
-def test_backbone_input_is_the_networks_own_preprocessing(name):
-    """The frozen 1x1 convolution equals Keras's preprocess_input on colour and grey images."""
-    from autocnn.space.blocks import backbone_input
-
-    entry = backbones.get(name)
-    rng = np.random.default_rng(0)
-    colour = rng.random((2, 6, 6, 3), dtype=np.float32)
-    expected = np.asarray(entry.preprocess(colour * 255.0))
-    got = backbone_input(entry, (6, 6), (6, 6, 3))(colour).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
-    grey = colour[..., :1]
-    expected = np.asarray(entry.preprocess(np.repeat(grey, 3, axis=-1) * 255.0))
-    got = backbone_input(entry, (6, 6), (6, 6, 1))(grey).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+                               rtol=1e-4)
 
 
 def test_input_size_is_the_minimum_or_upscaled_up_to_native():
@@ -302,7 +278,7 @@ def test_explain_shows_the_backbone_model(capsys):
         main(["explain", "--input", "28x28x1", "--backbone", "resnet50", "--set", "upscale=4"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "backbone_input  Preprocessing" in out and "112x112x3" in out
+    assert "backbone_input  BackboneInput" in out and "112x112x3" in out
     assert "ResNet50" in out and "23,587,712" in out and "4x4x2048" in out
 
 
@@ -337,16 +313,14 @@ def test_a_registered_backbone_model_loads_back_from_mlflow(weights, workdir):
     mlflow.set_tracking_uri(uri)
     # One epoch leaves it near chance, so it is registered without the champion alias.
     model = mlflow.keras.load_model("models:/transfer/1")
-    assert model.get_layer("backbone_input").get_layer("backbone_input_preprocess").trainable \
-        is False
+    assert model.get_layer("backbone_input").backbone == "mobilenet_v3_small"
     images = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
     assert model.predict(images, verbose=0).shape == (3, 10)
-    # Built-in layers only: a process that never imports autocnn loads and uses it.
-    script = ("import sys, mlflow, numpy as np; mlflow.set_tracking_uri(sys.argv[1]); "
-              "m = mlflow.pyfunc.load_model('models:/transfer/1'); "
-              "print(np.asarray(m.predict(np.zeros((2, 8, 8, 1), 'float32'))).shape); "
-              "print('autocnn' in sys.modules)")
+    # Only `import autocnn` and its public API: the layer registers itself on loading.
+    script = ("import sys, autocnn, numpy as np; "
+              "loaded = autocnn.load_model('models:/transfer/1', tracking_uri=sys.argv[1]); "
+              "print(np.asarray(loaded.model(np.zeros((2, 8, 8, 1), 'float32'))).shape); "
+              "print(loaded.class_names[:2])")
     shown = subprocess.run([sys.executable, "-c", script, uri], capture_output=True, text=True,
                            cwd=workdir, timeout=300)
-    # The last words, after the bar of Keras's predict.
-    assert shown.stdout.split()[-3:] == ["(2,", "10)", "False"], shown.stderr[-2000:]
+    assert shown.stdout.split()[-4:] == ["(2,", "10)", "('0',", "'1')"], shown.stderr[-2000:]

@@ -186,7 +186,7 @@ def test_export_to_onnx_round_trips_from_the_registry_and_a_keras_file(registere
 
 
 def test_onnx_export_works_for_a_backbone_model(tmp_path, seed):
-    from test_transfer import backbone_model
+    from conftest import backbone_model
 
     from autocnn.trained import export
 
