@@ -143,8 +143,7 @@ class Deadline:
     """A worker's or an isolated trial's budget: trials end at ``deadline()`` (time.time(), or
     None), which the search process decides; the reserve is the search process's to keep."""
 
-    limited = False
-    final = None
+    limited = False  # no clock of its own: the trial line shows no budget left
 
     def __init__(self, deadline=lambda: None):
         self.deadline = deadline
