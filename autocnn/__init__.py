@@ -15,10 +15,12 @@ import importlib
 import logging
 
 from autocnn.console import show_progress
+from autocnn.space.registration import register_with_keras
 
 __version__ = "0.2.0"
 
 logging.getLogger("autocnn").addHandler(logging.NullHandler())
+register_with_keras()  # a saved backbone model then loads with any Keras or MLflow loader
 
 # name -> (module, attribute)
 _PUBLIC = {

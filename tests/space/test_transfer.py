@@ -316,11 +316,14 @@ def test_a_registered_backbone_model_loads_back_from_mlflow(weights, workdir):
     assert model.get_layer("backbone_input").backbone == "mobilenet_v3_small"
     images = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
     assert model.predict(images, verbose=0).shape == (3, 10)
-    # Only `import autocnn` and its public API: the layer registers itself on loading.
-    script = ("import sys, autocnn, numpy as np; "
+    # Only `import autocnn`: its public API, and MLflow's generic loader, read the model.
+    script = ("import sys, autocnn, mlflow, numpy as np; "
               "loaded = autocnn.load_model('models:/transfer/1', tracking_uri=sys.argv[1]); "
               "print(np.asarray(loaded.model(np.zeros((2, 8, 8, 1), 'float32'))).shape); "
-              "print(loaded.class_names[:2])")
+              "print(loaded.class_names[:2]); mlflow.set_tracking_uri(sys.argv[1]); "
+              "pyfunc = mlflow.pyfunc.load_model('models:/transfer/1'); "
+              "print(pyfunc.predict(np.zeros((2, 8, 8, 1), 'float32')).shape)")
     shown = subprocess.run([sys.executable, "-c", script, uri], capture_output=True, text=True,
                            cwd=workdir, timeout=300)
-    assert shown.stdout.split()[-4:] == ["(2,", "10)", "('0',", "'1')"], shown.stderr[-2000:]
+    assert shown.stdout.split()[-6:] == ["(2,", "10)", "('0',", "'1')", "(2,", "10)"], \
+        shown.stderr[-2000:]
