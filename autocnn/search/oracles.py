@@ -13,8 +13,10 @@ ORACLES = {
 
 class WarmStart:
     """Mixin for a keras-tuner Oracle: the first trials try given configurations, then the
-    oracle's own picks; ``affordable(values)`` (the reason values are too slow, or None) can
-    pass over either, up to PICKS picks a trial (the last one then runs).
+    oracle's own picks; ``impossible(values)`` (why the sizing rejects them, or None) and
+    ``affordable(values)`` (why they are too slow, or None) pass over either, up to PICKS
+    picks a trial (the last one then runs). A configuration that cannot exist is not a trial:
+    the oracle draws again instead of spending one on it.
 
     The first is the space's defaults, a sensible model for the input, so the best trial is
     never worse on validation than the defaults. Uses the oracles' public `populate_space` hook;
@@ -29,7 +31,9 @@ class WarmStart:
         self.warm_start = list(warm_start.items()) if isinstance(warm_start, dict) else \
             [(f"warm start {i + 1}", values) for i, values in enumerate(warm_start)]
         self.affordable = None  # values -> why they are too slow, or None (set by the tuner)
-        self.passed_over = []  # the reasons, since the tuner last read them
+        self.impossible = None  # values -> why they cannot be built, or None (set by the tuner)
+        self.passed_over = []  # why too slow, since the tuner last read them
+        self.redrawn = []  # why impossible, since the tuner last read them
         self.warm_names = {}  # trial id -> the name of the warm start it tries
 
     def populate_space(self, trial_id):
@@ -51,10 +55,13 @@ class WarmStart:
         return response
 
     def _fits(self, values) -> bool:
-        reason = self.affordable(values) if self.affordable is not None else None
-        if reason:
-            self.passed_over.append(reason)
-        return reason is None
+        for check, reasons in ((self.impossible, self.redrawn),
+                               (self.affordable, self.passed_over)):
+            reason = check(values) if check is not None else None
+            if reason:
+                reasons.append(reason)
+                return False
+        return True
 
 
 def distinct_best_trials(oracle, n: int) -> list:

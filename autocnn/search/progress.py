@@ -148,5 +148,13 @@ def passed_over_line(passed: list[str]) -> str | None:
     return None
 
 
+def redrawn_line(reasons: list[str]) -> str | None:
+    """One line for the configurations the oracle drew again because they cannot be built."""
+    if not reasons:
+        return None
+    count = "a configuration" if len(reasons) == 1 else f"{len(reasons)} configurations"
+    return f"drew again instead of {count} the sizing rejects (the last: {reasons[-1]})"
+
+
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -17,7 +17,12 @@ from autocnn.search.callbacks import (
     traced_gradients,
 )
 from autocnn.search.oracles import ORACLES, WarmStart
-from autocnn.search.progress import passed_over_line, training_progress, trial_line
+from autocnn.search.progress import (
+    passed_over_line,
+    redrawn_line,
+    training_progress,
+    trial_line,
+)
 from autocnn.search.timing import TrialTimes
 from autocnn.search.trial_runs import TrialRuns
 
@@ -75,6 +80,8 @@ class TrackedTrials:
         if isinstance(self.oracle, WarmStart):
             self.oracle.affordable = lambda values: self.budget.too_slow(
                 values, self.oracle, self.times.epoch_seconds)
+            self.oracle.impossible = lambda values: self.hypermodel.rejection(
+                self.oracle.get_space(), values)
 
     def search(self, *args, **kwargs):
         try:
@@ -159,9 +166,10 @@ class TrackedTrials:
         """One line for the configurations the oracle passed over since the last trial."""
         if isinstance(self.oracle, WarmStart):
             passed, self.oracle.passed_over = self.oracle.passed_over, []
-            line = passed_over_line(passed)
-            if line:
-                log.info(line)
+            redrawn, self.oracle.redrawn = self.oracle.redrawn, []
+            for line in (redrawn_line(redrawn), passed_over_line(passed)):
+                if line:
+                    log.info(line)
 
     @property
     def epoch_seconds(self) -> dict:

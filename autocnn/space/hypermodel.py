@@ -246,6 +246,17 @@ class CNNHyperModel(kt.HyperModel):
         except WeightsError as err:
             return _rejected_model(self.input_shape, self.num_classes, str(err))
 
+    def rejection(self, hp, values: dict | None = None) -> str | None:
+        """Why ``hp`` (with ``values``, when given) cannot be built, or None when it can: the
+        sizing's reason, found in milliseconds without building anything."""
+        hp = hp.copy()  # sizing registers what it reads: the caller's space stays as it was
+        hp.values = {**hp.values, **(values or {})}
+        try:
+            size_model(hp, self.input_shape, self.num_classes, self.max_params, self.rules)
+        except SizingError as err:
+            return str(err)
+        return None
+
     def batch_size(self, hp) -> int:
         """The global batch size a training of ``hp`` will use, without declaring it in ``hp``
         (it is declared in ``fit``, so a trial's values may not hold it yet)."""

@@ -93,6 +93,26 @@ def test_the_oracle_passes_over_what_the_budget_cannot_afford(tmp_path):
     assert oracle.passed_over and all(r.endswith("filters: too slow") for r in oracle.passed_over)
 
 
+def test_the_oracle_draws_again_instead_of_what_cannot_be_built(tmp_path):
+    oracle = warm_start_oracle(tmp_path, None)
+    oracle.impossible = lambda values: "64 filters: b2_conv1 gives 0x0" \
+        if values["filters"] == 64 else None
+    picks = [oracle.create_trial(f"tuner{i}").hyperparameters.values for i in range(6)]
+    assert 64 not in [p["filters"] for p in picks]  # the warm start of 64 filters included
+    assert oracle.redrawn and set(oracle.redrawn) == {"64 filters: b2_conv1 gives 0x0"}
+    assert oracle.passed_over == []
+
+
+def test_the_hypermodel_says_why_a_configuration_cannot_be_built():
+    hypermodel = space.CNNHyperModel((8, 8, 1), 10)
+    hp = kt.HyperParameters()
+    assert hypermodel.rejection(hp) is None  # the defaults fit 8x8
+    reason = hypermodel.rejection(hp, {"family": "plain", "num_blocks": 2, "padding": "valid",
+                                       "kernel_size": 7, "convs_per_block": 1})
+    assert reason.startswith("b1_conv1: a 7x7 window") or reason.startswith("b2_conv1")
+    assert hp.values == {}  # the caller's hyperparameters are left as they were
+
+
 def test_the_oracle_runs_its_last_pick_when_nothing_is_affordable(tmp_path):
     oracle = warm_start_oracle(tmp_path, lambda values: "too slow")
     trial = oracle.create_trial("tuner0")

@@ -20,32 +20,35 @@ VALID_5X5 = {"family": "plain", "padding": "valid", "kernel_size": 5, "stride": 
              "convs_per_block": 1, "pooling": "max", "pool_size": 2}
 
 
-def test_rejected_trials_are_recorded_and_the_search_goes_on(tmp_path, progress):
+def test_configurations_the_sizing_rejects_are_drawn_again_not_tried(tmp_path, progress):
     lines = progress
     # num_blocks is searched in 1..2, the most an 8x8 input takes.
     result = run_search(config(tmp_path, space=VALID_5X5))
-    assert result.trials_completed >= 1 and result.trials_failed >= 1
-    assert result.best_hyperparameters["num_blocks"] == 1
-    trial_lines = [line for line in lines if is_trial_line(line)]
-    assert len(trial_lines) == 4
-    assert any("failed    rejected by sizing: b2_conv1: a 5x5 window" in line
-               for line in trial_lines)
+    assert result.trials_completed == 4 and result.trials_failed == 0
     client = MlflowClient(f"sqlite:///{tmp_path}/db.db")
     runs = client.search_runs([client.get_experiment_by_name("s").experiment_id],
-                              filter_string="tags.status = 'FAILED'")
-    assert len(runs) == result.trials_failed
-    assert all(r.data.tags["failure_reason"].startswith("rejected by sizing") for r in runs)
+                              filter_string="tags.status = 'COMPLETED'")
+    assert sorted(r.data.params["num_blocks"] for r in runs) == ["1"] * 4
+    assert any(line.startswith("drew again instead of") and "the sizing rejects (the last: "
+               "b2_conv1: a 5x5 window" in line for line in lines)
 
 
-def test_a_search_where_every_trial_fails_names_the_reason(tmp_path):
+def test_a_search_where_every_trial_fails_names_the_reason(tmp_path, progress):
+    lines = progress
     with pytest.raises(SearchError, match=r"2 trials failed in a row; most common reason: "
                                           r"rejected by sizing: b2_conv1: a 5x5 window"):
         run_search(config(tmp_path, max_failed_trials=2, space={**VALID_5X5, "num_blocks": 2}))
+    # Nothing else to draw: the last draw runs, and fails with the reason.
+    assert any("failed    rejected by sizing: b2_conv1: a 5x5 window" in line
+               for line in lines if is_trial_line(line))
     client = MlflowClient(f"sqlite:///{tmp_path}/db.db")
     runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert [r.info.status for r in parent] == ["FAILED"]
     assert len(runs) == 3
+    failed = [r for r in runs if r.data.tags.get("status") == "FAILED"]
+    assert len(failed) == 2
+    assert all(r.data.tags["failure_reason"].startswith("rejected by sizing") for r in failed)
 
 
 def test_a_short_search_where_nothing_succeeds_says_so(tmp_path):
