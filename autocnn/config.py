@@ -7,7 +7,7 @@ from pathlib import Path
 
 from autocnn.errors import ConfigError
 
-TUNERS = ("random", "bayesian", "hyperband")
+TUNERS = ("auto", "random", "bayesian", "hyperband")
 # Test metrics a champion can be chosen on; all are "higher is better".
 CHAMPION_METRICS = (
     "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",

@@ -35,7 +35,9 @@ from autocnn.config import (
 @click.option("--dataset", default=DataConfig.dataset, show_default=True, help=DATASET_HELP)
 @data_options
 @setting("--tuner", type=click.Choice(TUNERS),
-         help="keras-tuner algorithm.")
+         help="auto: short trials first, the best third of each rung continued to three "
+              "times the epochs (ASHA), new configurations mostly neighbours of the best; "
+              "random, bayesian, hyperband: keras-tuner's own.")
 @setting("--max-trials", type=click.IntRange(min=1), show_default=False,
          help="Most trials to run; architectures rejected by sizing count as trials "
               f"[default: {DEFAULT_MAX_TRIALS}; with --time-budget, no limit: the budget "

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from autocnn.control import format_duration
+from autocnn.search import auto
 from autocnn.search import cost as cost_module
 from autocnn.search.callbacks import StopAt
 from autocnn.search.oracles import distinct_best_trials
@@ -205,7 +206,8 @@ def last_rung(config) -> bool:
 
 def for_search(config, dataset, hypermodel, trial_images: int, clock: Clock) -> SearchBudget:
     """The search process's budget for ``config`` on ``dataset``."""
+    first_rung = auto.rungs(config.epochs)[0] if config.tuner == "auto" else None
     cost = cost_module.TrialCost(hypermodel, trial_images, len(dataset.val), config.epochs,
-                                 final_images(config, dataset))
+                                 final_images(config, dataset), first_rung)
     return SearchBudget(clock, final_seconds(config, dataset, trial_images),
                         config.finalists if last_rung(config) else 1, cost)

@@ -30,7 +30,7 @@ AFFORDABLE_SHARE = 0.5  # of the time left for trials, the most one trial may ta
 
 @dataclass(frozen=True)
 class Estimate:
-    seconds: float  # the whole trial, at its most epochs
+    seconds: float  # a new configuration's whole trial
     retrain_seconds: float | None  # retraining on train + val at the most epochs; None: none
     params: int
     macs: int
@@ -38,14 +38,16 @@ class Estimate:
 
 class TrialCost:
     """Predicted seconds of a trial of ``hypermodel`` on ``images`` training and
-    ``val_images`` validation images for ``epochs`` epochs, and of its retraining on
-    ``retrain_images`` (None: no retraining)."""
+    ``val_images`` validation images for ``epochs`` epochs (``trial_epochs`` when a new
+    configuration's trial trains fewer: the auto tuner's first rung), and of its retraining on
+    ``retrain_images`` for ``epochs`` (None: no retraining)."""
 
     def __init__(self, hypermodel, images: int, val_images: int, epochs: int,
-                 retrain_images: int | None = None):
+                 retrain_images: int | None = None, trial_epochs: int | None = None):
         self.hypermodel = hypermodel
         self.images = images + VALIDATION_SHARE * val_images
         self.epochs = epochs
+        self.trial_epochs = trial_epochs or epochs
         self.retrain_images = retrain_images
         self._units = {}  # trial id -> units (cached: sizing a model takes milliseconds)
 
@@ -75,13 +77,13 @@ class TrialCost:
         return statistics.median(ratios) if ratios else None
 
     def predict(self, hp: kt.HyperParameters, trials: dict) -> Estimate | None:
-        """The trial's seconds at its most epochs, or None when it cannot be predicted."""
+        """A new configuration's trial and retraining, or None when they cannot be predicted."""
         scale = self.scale(trials)
         found = self.units(hp) if scale else None
         if found is None:
             return None
         units, ops = found
-        seconds = units * scale * self.epochs
-        retrain = (seconds * self.retrain_images / self.images
+        per_epoch = units * scale
+        retrain = (per_epoch * self.epochs * self.retrain_images / self.images
                    if self.retrain_images is not None else None)
-        return Estimate(seconds, retrain, ops.params, ops.macs)
+        return Estimate(per_epoch * self.trial_epochs, retrain, ops.params, ops.macs)

@@ -37,7 +37,7 @@ class WarmStart:
         self.warm_names = {}  # trial id -> the name of the warm start it tries
 
     def populate_space(self, trial_id):
-        index = len(self.trials)  # this trial is not among them yet
+        index = self.new_configurations()  # this trial is not among them yet
         if index < len(self.warm_start):
             name, start = self.warm_start[index]
             space = self.get_space()
@@ -53,6 +53,11 @@ class WarmStart:
             if response["status"] != "RUNNING" or self._fits(response["values"]):
                 break
         return response
+
+    def new_configurations(self) -> int:
+        """How many trials tried a configuration of their own (every trial, unless the oracle
+        also continues trials)."""
+        return len(self.trials)
 
     def _fits(self, values) -> bool:
         for check, reasons in ((self.impossible, self.redrawn),

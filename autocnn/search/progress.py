@@ -133,6 +133,10 @@ def trial_line(trial, said: str, seconds: float, total: int | None, times, budge
         eta = min(eta, max(budget.remaining(), 0))
         left = f", {budget.describe()}"
     values = " ".join(f"{k}={_short(v)}" for k, v in active_values(trial.hyperparameters).items())
+    parent = trial.hyperparameters.values.get("tuner/trial_id")
+    if parent is not None:  # a promotion: its configuration is its parent's, already shown
+        values = (f"trial {int(parent) + 1} continued to epoch "
+                  f"{trial.hyperparameters.values['tuner/epochs']}")
     return (f"trial {trial_label(number, total)} {trial.status.lower():<9} {said}  "
             f"[{seconds:.1f}s{where}, elapsed {format_duration(times.elapsed)}{left}, "
             f"ETA {format_duration(eta)}]  {values}")

@@ -8,6 +8,7 @@ import keras_tuner as kt
 
 from autocnn.config import SearchConfig
 from autocnn.control import trial_label
+from autocnn.search.auto import AutoOracle, ContinuedTrials
 from autocnn.search.budget import Deadline
 from autocnn.search.callbacks import (
     FailOnNonFinite,
@@ -202,6 +203,11 @@ def create_tuner(config: SearchConfig, hypermodel, tracker, warm_start=({},), st
             max_epochs=config.epochs, factor=3, **settings, **tracked)
         tuner.oracle.max_trials = config.trial_limit
         return tuner
+    if config.tuner == "auto":
+        oracle = AutoOracle(max_trials=config.trial_limit, warm_start=warm_start,
+                            max_epochs=config.epochs, **settings)
+        return type("TrackedAutoTuner", (TrackedTrials, ContinuedTrials, kt.Tuner), {})(
+            oracle=oracle, **tracked)
     base = ORACLES[config.tuner]
     oracle = type(f"WarmStart{base.__name__}", (WarmStart, base), {})(
         max_trials=config.trial_limit, warm_start=warm_start, **settings)
