@@ -62,9 +62,16 @@ class TrialTimes:
 
 
 def trial_overhead(seconds: float, epochs: list[float]) -> float | None:
-    """What a trial of ``seconds`` spent beyond training at its steady pace (``epochs``: each
-    epoch's seconds): building and compiling the model, tracing the first step, checkpoints,
-    logging. None with fewer than two epochs (the first one's time includes the tracing)."""
+    """What a trial of ``seconds`` spent beyond training (``epochs``: each epoch's seconds):
+    the time between its epochs (building and compiling the model, checkpoints, logging) and
+    what its first epoch took beyond the others' median (tracing the first step). None with
+    fewer than two epochs (the one epoch's tracing cannot be told from its training).
+
+    An epoch slowed by a busy machine is training, not overhead: counting the trial's seconds
+    against the median epoch instead made a 16-epoch trial on a shared machine report minutes.
+    """
     if len(epochs) < 2:
         return None
-    return max(seconds - float(np.median(epochs[1:])) * len(epochs), 0.0)
+    between = seconds - sum(epochs)
+    tracing = epochs[0] - float(np.median(epochs[1:]))
+    return max(between, 0.0) + max(tracing, 0.0)
