@@ -5,7 +5,7 @@ from autocnn.errors import ConfigError
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("tuner", "grid", r"unknown tuner 'grid': choose one of random, bayesian, hyperband"),
+    ("tuner", "grid", r"unknown tuner 'grid': choose one of auto, random, bayesian, hyperband"),
     ("max_trials", 0, r"max_trials must be at least 1, got 0"),
     ("epochs", -1, r"epochs must be at least 1"),
     ("finalists", 0, r"finalists must be at least 1, got 0"),

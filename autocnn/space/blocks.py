@@ -36,6 +36,7 @@ class Settings:
     activation: str
     l2: float
     extra: dict  # the family's own hyperparameters
+    dilation: int = 1  # of the block's unstrided convolutions wider than 1x1
 
 
 class KerasOps:
@@ -54,14 +55,16 @@ class KerasOps:
     def channels(self, x) -> int:
         return int(x.shape[-1])
 
-    def conv(self, x, name, filters, kernel, stride=1, padding="same", use_bias=True, l2=0.0):
+    def conv(self, x, name, filters, kernel, stride=1, padding="same", use_bias=True, l2=0.0,
+             dilation=1):
         return layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
-                             kernel_regularizer=_l2(l2), name=name)(x)
+                             dilation_rate=dilation, kernel_regularizer=_l2(l2), name=name)(x)
 
-    def depthwise(self, x, name, kernel, stride=1, padding="same", use_bias=True, l2=0.0):
+    def depthwise(self, x, name, kernel, stride=1, padding="same", use_bias=True, l2=0.0,
+                  dilation=1):
         return layers.DepthwiseConv2D(kernel, strides=stride, padding=padding,
-                                      use_bias=use_bias, depthwise_regularizer=_l2(l2),
-                                      name=name)(x)
+                                      use_bias=use_bias, dilation_rate=dilation,
+                                      depthwise_regularizer=_l2(l2), name=name)(x)
 
     def pool(self, x, name, kind, size, stride, padding="valid"):
         cls = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
@@ -167,8 +170,10 @@ def _l2(factor):
 
 
 def conv_unit(ops, x, name, s: Settings, filters, kernel, stride=1, padding="same", act=True):
-    """Convolution, then batch norm (when on; the conv's bias is then redundant), then act."""
-    x = ops.conv(x, name, filters, kernel, stride, padding, use_bias=not s.batch_norm, l2=s.l2)
+    """Convolution, then batch norm (when on; the conv's bias is then redundant), then act.
+    An unstrided convolution takes the block's dilation (Keras cannot stride a dilated one)."""
+    x = ops.conv(x, name, filters, kernel, stride, padding, use_bias=not s.batch_norm, l2=s.l2,
+                 dilation=s.dilation if stride == 1 and kernel > 1 else 1)
     if s.batch_norm:
         x = ops.batch_norm(x, f"{name}_bn")
     return ops.activation(x, f"{name}_act", s.activation) if act else x
@@ -208,7 +213,8 @@ def dense(ops, x, block, s: Settings, last: bool):
         name = f"b{block}_layer{i}"
         y = ops.batch_norm(x, f"{name}_bn") if s.batch_norm else x
         y = ops.activation(y, f"{name}_act", s.activation)
-        y = ops.conv(y, f"{name}_conv", growth, s.kernel_size, l2=s.l2)
+        y = ops.conv(y, f"{name}_conv", growth, s.kernel_size, l2=s.l2,
+                     dilation=s.dilation if s.kernel_size > 1 else 1)
         x = ops.concat([x, y], f"{name}_concat")
     if not last:  # transition: a 1x1 convolution compresses the concatenated channels
         compressed = max(int(ops.channels(x) * compression), 8)
@@ -242,8 +248,10 @@ def separable(ops, x, block, s: Settings, last: bool = False):
         stride = 1
     for i in range(1, s.convs + 1):
         name = f"b{block}_sep{i}"
-        x = ops.depthwise(x, f"{name}_dw", s.kernel_size, stride if i == 1 else 1, s.padding,
-                          use_bias=not s.batch_norm, l2=s.l2)
+        step = stride if i == 1 else 1
+        x = ops.depthwise(x, f"{name}_dw", s.kernel_size, step, s.padding,
+                          use_bias=not s.batch_norm, l2=s.l2,
+                          dilation=s.dilation if step == 1 and s.kernel_size > 1 else 1)
         if s.batch_norm:
             x = ops.batch_norm(x, f"{name}_dw_bn")
         x = ops.activation(x, f"{name}_dw_act", s.activation)

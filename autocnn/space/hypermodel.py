@@ -56,6 +56,7 @@ def convolutional(hp: "Space", ops, x, family: str):
         filter_growth = hp.choice("filter_growth", [1.0, 2.0], 2.0)  # per block; VGG doubles
         kernel_size = hp.choice("kernel_size", [1, 3, 5, 7], 3)
         stride = hp.choice("stride", [1, 2], 1)
+        dilation = hp.choice("dilation", [1, 2], 1)  # a wider view for the same weights
         batch_norm = hp.boolean("batch_norm", True)
         activation = hp.choice("activation", ["relu", "elu", "gelu", "swish"], "relu")
         l2 = hp.choice("l2", [0.0, 1e-5, 1e-4, 1e-3], 0.0)
@@ -73,7 +74,7 @@ def convolutional(hp: "Space", ops, x, family: str):
     for block in range(1, num_blocks + 1):
         block_filters = min(round(filters * filter_growth ** (block - 1)), 512)
         settings = blocks.Settings(block_filters, kernel_size, padding,
-                                   stride, convs, batch_norm, activation, l2, extra)
+                                   stride, convs, batch_norm, activation, l2, extra, dilation)
         x = blocks.FAMILIES[family](ops, x, block, settings, last=block == num_blocks)
         x = downsample(ops, x, block, pooling, pool_size, settings)
     return to_vector(hp, ops, x, family), activation, l2

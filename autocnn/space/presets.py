@@ -104,7 +104,7 @@ def preset(name: str, input_shape) -> dict:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     blocks = max_blocks(input_shape)
     small = min(input_shape[:2]) < 32
-    return {**PLAIN_TRAINING, **PRESETS[name](blocks, small)}
+    return {**PLAIN_TRAINING, "dilation": 1, **PRESETS[name](blocks, small)}
 
 
 def split_space(value: str | None) -> tuple[str | None, str | None]:

@@ -1,8 +1,9 @@
 """Layer-sizing arithmetic, used to reject impossible architectures before they are built.
 
-For a convolution or pooling window of size F, stride S and padding P on an input of width W,
-the output width is ``floor((W - F + 2P) / S) + 1``. Keras's ``padding="same"`` pads so that the
-output is ``ceil(W / S)``; ``padding="valid"`` means P = 0.
+For a convolution or pooling window of size F, stride S, padding P and dilation D on an input of
+width W, the output width is ``floor((W + 2P - D(F - 1) - 1) / S) + 1``: a dilated window spans
+D(F - 1) + 1 pixels with the F x F weights of an undilated one. Keras's ``padding="same"`` pads
+so that the output is ``ceil(W / S)``; ``padding="valid"`` means P = 0.
 
 `SizingOps` runs an architecture (see `blocks.py`) on sizes instead of tensors: it computes
 every layer's output shape, parameter count and receptive field, the same numbers Keras reports
@@ -21,26 +22,29 @@ PADDINGS = CLOSED["padding"]
 _POOL_NAMES = {"max": "Max", "avg": "Average"}  # as Keras names its layers
 
 
-def output_size(size: int, kernel: int, stride: int = 1, padding: str | int = "valid") -> int:
+def output_size(size: int, kernel: int, stride: int = 1, padding: str | int = "valid",
+                dilation: int = 1) -> int:
     """Width of a conv or pooling output; ``padding`` is "same", "valid" or an explicit P."""
-    if kernel < 1 or stride < 1:
-        raise SizingError(f"kernel ({kernel}) and stride ({stride}) must be at least 1")
+    if kernel < 1 or stride < 1 or dilation < 1:
+        raise SizingError(f"kernel ({kernel}), stride ({stride}) and dilation ({dilation}) "
+                          "must be at least 1")
     if padding == "same":
         return math.ceil(size / stride)
     pad = 0 if padding == "valid" else padding
     if not isinstance(pad, int) or pad < 0:
         raise SizingError(f"padding must be one of {PADDINGS} or an integer >= 0, got {padding!r}")
-    return (size - kernel + 2 * pad) // stride + 1
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def check_output(layer: str, size: tuple[int, int], kernel: int, stride: int = 1,
-                 padding: str | int = "valid") -> tuple[int, int]:
+                 padding: str | int = "valid", dilation: int = 1) -> tuple[int, int]:
     """The (height, width) after ``layer``, or a SizingError when either would be below 1."""
-    out = tuple(output_size(s, kernel, stride, padding) for s in size)
+    out = tuple(output_size(s, kernel, stride, padding, dilation) for s in size)
     if min(out) < 1:
+        dilated = f", dilation {dilation}" if dilation > 1 else ""
         raise SizingError(
-            f"{layer}: a {kernel}x{kernel} window, stride {stride}, padding {padding!r} "
-            f"on a {size[0]}x{size[1]} input gives {out[0]}x{out[1]}"
+            f"{layer}: a {kernel}x{kernel} window{dilated}, stride {stride}, padding "
+            f"{padding!r} on a {size[0]}x{size[1]} input gives {out[0]}x{out[1]}"
         )
     return out
 
@@ -87,12 +91,14 @@ class SizingOps:
         self.rows.append(Row(name, kind, size.shape, params, size.receptive_field))
         return size
 
-    def _window(self, x: Size, name, kernel, stride, padding, channels) -> Size:
+    def _window(self, x: Size, name, kernel, stride, padding, channels, dilation=1) -> Size:
         if self.strict:
-            h, w = check_output(name, (x.height, x.width), kernel, stride, padding)
+            h, w = check_output(name, (x.height, x.width), kernel, stride, padding, dilation)
         else:
-            h, w = (max(1, output_size(s, kernel, stride, padding)) for s in (x.height, x.width))
-        return Size(h, w, channels, x.receptive_field + (kernel - 1) * x.jump, x.jump * stride)
+            h, w = (max(1, output_size(s, kernel, stride, padding, dilation))
+                    for s in (x.height, x.width))
+        span = dilation * (kernel - 1) + 1
+        return Size(h, w, channels, x.receptive_field + (span - 1) * x.jump, x.jump * stride)
 
     def input(self) -> Size:
         h, w, c = self.input_shape
@@ -101,14 +107,16 @@ class SizingOps:
     def channels(self, x: Size) -> int:
         return x.channels
 
-    def conv(self, x, name, filters, kernel, stride=1, padding="same", use_bias=True, **_):
-        out = self._window(x, name, kernel, stride, padding, filters)
+    def conv(self, x, name, filters, kernel, stride=1, padding="same", use_bias=True,
+             dilation=1, **_):
+        out = self._window(x, name, kernel, stride, padding, filters, dilation)
         self.macs += out.height * out.width * kernel * kernel * x.channels * filters
         return self._add(name, "Conv2D", out, kernel * kernel * x.channels * filters
                          + (filters if use_bias else 0))
 
-    def depthwise(self, x, name, kernel, stride=1, padding="same", use_bias=True, **_):
-        out = self._window(x, name, kernel, stride, padding, x.channels)
+    def depthwise(self, x, name, kernel, stride=1, padding="same", use_bias=True, dilation=1,
+                  **_):
+        out = self._window(x, name, kernel, stride, padding, x.channels, dilation)
         self.macs += out.height * out.width * kernel * kernel * x.channels
         return self._add(name, "DepthwiseConv2D", out, kernel * kernel * x.channels
                          + (x.channels if use_bias else 0))

@@ -29,8 +29,8 @@ def test_help_describes_every_search_option(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "cifar99"], "Error: unknown data set 'cifar99' (no such file or folder): "
                                "choose one of digits, fashion_mnist, a folder"),
-    (["--tuner", "grid"], "Error: Invalid value for '--tuner': 'grid' is not one of 'random', "
-                          "'bayesian', 'hyperband'."),
+    (["--tuner", "grid"], "Error: Invalid value for '--tuner': 'grid' is not one of 'auto', "
+                          "'random', 'bayesian', 'hyperband'."),
     (["--max-trials", "0"], "Error: Invalid value for '--max-trials': 0 is not in the range x>=1."),
 ])
 def test_bad_options_get_one_line_and_exit_2(capsys, workdir, args, message):

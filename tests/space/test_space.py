@@ -12,7 +12,8 @@ DEFAULTS = {
     "contrast": 0.0, "blur": False, "noise": 0.0,
     "family": "plain", "num_blocks": 2, "convs_per_block": 1, "filters": 32,
     "filter_growth": 2.0, "kernel_size": 3,
-    "stride": 1, "padding": "same", "batch_norm": True, "activation": "relu", "l2": 0.0,
+    "stride": 1, "dilation": 1, "padding": "same", "batch_norm": True, "activation": "relu",
+    "l2": 0.0,
     "pooling": "max", "pool_size": 2, "head": "flatten", "dense_units": 64, "dense_units_2": 0,
     "dropout": 0.2,
     "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "constant",
@@ -55,6 +56,21 @@ def test_every_family_sizes_exactly_as_keras_builds_and_trains(family, shape, se
     x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
     history = model.fit(x, np.arange(4) % 5, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("family", list(blocks.FAMILIES))
+@pytest.mark.parametrize("stride", [1, 2])  # 2: the first convolution strides, undilated
+def test_every_family_sizes_a_dilated_model_as_keras_builds_it(family, stride):
+    fixed = {"family": family, "dilation": 2, "stride": stride}
+    sized = space.size_model(kt.HyperParameters(), (28, 28, 1), 5, rules=fixed)
+    model = space.build_model(kt.HyperParameters(), (28, 28, 1), 5, rules=fixed)
+    for row in sized.rows:
+        layer = model.get_layer(row.name)
+        assert tuple(layer.output.shape[1:]) == row.shape, row.name
+        assert layer.count_params() == row.params, row.name
+    dilated = [layer for layer in model.layers if getattr(layer, "dilation_rate", (1, 1)) != (1, 1)]
+    assert all(layer.strides == (1, 1) and layer.kernel_size != (1, 1) for layer in dilated)
+    assert dilated or stride == 2
 
 
 @pytest.mark.parametrize("values, layer, kind", [
