@@ -26,7 +26,8 @@ def explain(input_shape, classes, space_file, sets, backbone):
     """Print an architecture's per-layer table before building it.
 
     Each layer's output shape, parameters and receptive field, computed with
-    out = floor((W - F + 2P) / S) + 1; unset hyperparameters take their defaults.
+    out = floor((W + 2P - D(F - 1) - 1) / S) + 1 (D: the dilation, 1 unless set);
+    unset hyperparameters take their defaults.
     With --backbone, the backbone model (the first name given).
 
     \b
