@@ -85,6 +85,8 @@ def main(argv=None):
         table = report(rows, dataset, args, _earlier_rows(out / "fashion_mnist.md", dataset,
                                                           args.seed, methods))
         (out / "fashion_mnist.md").write_text(table)
+        if any(r.get("curve") for r in rows):
+            plot_anytime(rows, out / "fashion_mnist_anytime.png")
     print(f"\n{table}\nwritten to {out / 'fashion_mnist.md'}")
 
 
@@ -112,8 +114,52 @@ def run_autocnn(dataset, budget, args, tuner="auto"):
             tuner_dir=f"{folder}/tuner", project="benchmark")
         autocnn.show_progress()
         result = run_search(config, dataset=dataset)
-    return {**_scores(result.model, dataset, dataset.test), "trials":
-            result.trials_completed + result.trials_failed}
+        curve = anytime(config.tracking_uri, result.run_id)
+    return {**_scores(result.model, dataset, dataset.test), "curve": curve,
+            "trials": result.trials_completed + result.trials_failed}
+
+
+def anytime(tracking_uri: str, run_id: str) -> list[tuple[float, float]]:
+    """(seconds since the search began, the best validation accuracy so far), at the end of
+    each of the search's trials, from its MLflow child runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    ends = sorted(((r.info.end_time - parent.info.start_time) / 1000,
+                   r.data.metrics["best_val_accuracy"])
+                  for r in children if r.info.end_time and "best_val_accuracy" in r.data.metrics)
+    curve, best = [], 0.0
+    for seconds, score in ends:
+        best = max(best, score)
+        curve.append((seconds, best))
+    return curve
+
+
+def plot_anytime(rows, path: Path) -> None:
+    """Each method's best validation accuracy against wall time, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for row in rows:
+        if row.get("curve"):
+            seconds, scores = zip(*row["curve"])
+            axes.step([s / 60 for s in seconds], scores, where="post",
+                      label=f"{row['method']} ({row['budget']})")
+    axes.set(xlabel="minutes since the search began", ylabel="best validation accuracy so far",
+             title="Anytime performance (trials' validation accuracy)")
+    axes.set_ylim(bottom=max(0.0, min(min(s for _, s in r["curve"]) for r in rows
+                                     if r.get("curve")) - 0.02))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def reference_cnn(input_shape, classes):

@@ -30,6 +30,7 @@ def test_the_benchmark_writes_its_table(tmp_path):
     autocnn = rows[0]
     assert 0.1 < float(autocnn[2]) <= 1 and int(autocnn[6].replace(",", "")) > 0
     assert "cores" in table  # the hardware it ran on
+    assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000  # autocnn's curve
     # A later run of one method replaces its row and keeps the others'.
     _, again = run_benchmark(dataset, "5s", "reference", tmp_path)
     assert [row[:2] for row in again] == [["| autocnn", "20s"], ["| hyperresnet", "20s"],
