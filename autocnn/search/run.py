@@ -19,6 +19,7 @@ from autocnn.distributed import protocol
 from autocnn.errors import Interrupted, SearchError
 from autocnn.search import budget as budgets
 from autocnn.search import isolation, projects
+from autocnn.search.callbacks import release_traced_gradients, traced_gradients
 from autocnn.search.final import final_model, model_summary
 from autocnn.search.outcome import log_data, log_evaluation, predict_classes, register
 from autocnn.search.prepare import (
@@ -166,7 +167,11 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
         **({"mean_overhead_seconds": overhead} if overhead is not None else {})})
     if tuner.stopped_by:
         tracker.set_tag("autocnn.stopped_by", tuner.stopped_by)
+    traced = traced_gradients()
     final = final_model(config, hypermodel, tuner, dataset, budget)
+    # As after each trial: a process that searches again (a pipeline, a notebook) keeps none
+    # of this training's graphs.
+    release_traced_gradients(traced_gradients() - traced)
     _log_final(tracker, final, hypermodel)
     trained_on = "train (the epoch validation chose)" if budgets.last_rung(config) \
         else "train + val"
