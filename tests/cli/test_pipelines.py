@@ -58,7 +58,7 @@ def test_a_failed_stage_stops_the_pipeline_and_a_rerun_resumes_after_the_last_go
      "stage search has no option 'max_trails' (did you mean 'max_trials'?)"),
     ("stages: [{search: {qqq: 3}}]", "no option 'qqq'; `autocnn search --help` lists its"),
     ("stages: [{search: {max_trials: many}}]", "Invalid value for '--max-trials'"),
-    ("stages: [{search: {tuner: grid}}]", "'grid' is not one of 'random', 'bayesian'"),
+    ("stages: [{search: {tuner: grid}}]", "'grid' is not one of 'auto', 'random', 'bayesian'"),
     ("stage: []", "unknown section 'stage' (did you mean 'stages'?)"),
     ("stages: []", "'stages' must be a list of stages"),
     ("- search: {}", "a pipeline file maps name, description, data, settings and stages"),
