@@ -119,6 +119,12 @@ class AutoOracle(WarmStart, Evolution):
     def new_configurations(self) -> int:
         return sum(rung(t) == 0 for t in self.trials.values())
 
+    def update_trial(self, trial_id, metrics, step=0):
+        # keras-tuner reports a trial's best epoch counted from the first epoch of its fit; a
+        # continued trial's fit starts at its initial epoch, and its retraining needs them all.
+        start = self.trials[trial_id].hyperparameters.values.get("tuner/initial_epoch", 0)
+        return super().update_trial(trial_id, metrics, step=step + start)
+
     def promotion(self) -> dict | None:
         """The values of the next promotion, highest rung first, or None."""
         went_on = {t.hyperparameters.values.get("tuner/trial_id") for t in self.trials.values()}

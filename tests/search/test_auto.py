@@ -80,11 +80,17 @@ def test_the_best_third_of_a_rung_goes_on_from_its_checkpoint(tmp_path):
     assert all(v["tuner/rung"] == 0 and v["tuner/epochs"] == 1 for v in values)
     for trial, score in zip(first, [0.5, 0.9, 0.7]):
         finish(made, trial, score)
-    promoted = made.create_trial("t3").hyperparameters.values
+    promoted_trial = made.create_trial("t3")
+    promoted = promoted_trial.hyperparameters.values
     assert promoted["tuner/trial_id"] == first[1].trial_id  # the best of three
     assert (promoted["tuner/rung"], promoted["tuner/initial_epoch"],
             promoted["tuner/epochs"]) == (1, 1, 3)
     assert configuration(promoted) == configuration(values[1])
+    # keras-tuner counts the best epoch from the fit's first; the trial's is from the start.
+    made.update_trial(promoted_trial.trial_id, {"val_accuracy": 0.93}, step=1)
+    promoted_trial.status = "COMPLETED"
+    made.end_trial(promoted_trial)
+    assert made.get_trial(promoted_trial.trial_id).best_step == 2
     # Promoted once: the next trial is a new configuration at the first rung.
     fresh = made.create_trial("t4").hyperparameters.values
     assert fresh["tuner/rung"] == 0 and "tuner/trial_id" not in fresh
@@ -121,3 +127,6 @@ def test_an_auto_search_promotes_trials_and_logs_each_rung(tmp_path, progress):
     epochs = sorted(len(client.get_metric_history(r.info.run_id, "val_accuracy")) for r in runs
                     if "mlflow.parentRunId" in r.data.tags)
     assert epochs == [1, 1, 1, 1, 2]  # the promoted trial trained epochs 2 and 3
+    continued = [r for r in runs if "mlflow.parentRunId" in r.data.tags
+                 and len(client.get_metric_history(r.info.run_id, "val_accuracy")) == 2]
+    assert continued[0].data.metrics["best_epoch"] in (2, 3)  # counted from the first epoch
