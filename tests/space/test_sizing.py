@@ -44,24 +44,3 @@ def test_a_dilated_window_spans_d_times_f_minus_one_plus_one(size, kernel, strid
                                                              dilation, expected):
     assert sizing.output_size(size, kernel, stride, padding, dilation) == expected
 
-
-def test_a_dilated_convolution_is_sized_as_keras_builds_it():
-    import keras_tuner as kt
-
-    from autocnn.space import hypermodel as space
-
-    rules = {"family": "plain", "num_blocks": 2, "convs_per_block": 2, "kernel_size": 3,
-             "dilation": 2, "stride": 1, "padding": "valid", "pooling": "max"}
-    sized = space.size_model(kt.HyperParameters(), (28, 28, 1), 10, rules=rules)
-    model = space.build_model(kt.HyperParameters(), (28, 28, 1), 10, rules=rules)
-    for row in sized.rows:
-        layer = model.get_layer(row.name)
-        assert tuple(layer.output.shape[1:]) == row.shape, row.name
-        assert layer.count_params() == row.params, row.name
-    conv = {row.name: row for row in sized.rows}
-    assert conv["b1_conv1"].shape == (24, 24, 32)  # 28 - 2*2
-    assert conv["b1_conv1"].receptive_field == 5 and conv["b1_conv2"].receptive_field == 9
-    assert model.get_layer("b1_conv1").dilation_rate == (2, 2)
-    with pytest.raises(SizingError, match=r"b2_conv2: a 3x3 window, dilation 2, stride 1, "
-                                          r"padding 'valid' on a 3x3 input gives -1x-1"):
-        space.size_model(kt.HyperParameters(), (22, 22, 1), 10, rules=rules)

@@ -60,19 +60,37 @@ def test_every_family_sizes_exactly_as_keras_builds_and_trains(family, shape, se
         assert np.isfinite(history.history["loss"][0])
 
 
-@pytest.mark.parametrize("family", list(blocks.FAMILIES))
-@pytest.mark.parametrize("stride", [1, 2])  # 2: the first convolution strides, undilated
-def test_every_family_sizes_a_dilated_model_as_keras_builds_it(family, stride):
-    fixed = {"family": family, "dilation": 2, "stride": stride}
-    sized = space.size_model(kt.HyperParameters(), (28, 28, 1), 5, rules=fixed)
-    model = space.build_model(kt.HyperParameters(), (28, 28, 1), 5, rules=fixed)
+def sized_as_built(rules, shape=(28, 28, 1), classes=5):
+    """The sizing and the model of ``rules``, once every layer's shape and parameters agree."""
+    sized = space.size_model(kt.HyperParameters(), shape, classes, rules=rules)
+    model = space.build_model(kt.HyperParameters(), shape, classes, rules=rules)
     for row in sized.rows:
         layer = model.get_layer(row.name)
         assert tuple(layer.output.shape[1:]) == row.shape, row.name
         assert layer.count_params() == row.params, row.name
+    return sized, model
+
+
+@pytest.mark.parametrize("family", list(blocks.FAMILIES))
+@pytest.mark.parametrize("stride", [1, 2])  # 2: the first convolution strides, undilated
+def test_every_family_sizes_a_dilated_model_as_keras_builds_it(family, stride):
+    _, model = sized_as_built({"family": family, "dilation": 2, "stride": stride})
     dilated = [layer for layer in model.layers if getattr(layer, "dilation_rate", (1, 1)) != (1, 1)]
     assert all(layer.strides == (1, 1) and layer.kernel_size != (1, 1) for layer in dilated)
     assert dilated or stride == 2
+
+
+def test_a_dilated_convolution_widens_the_window_and_the_receptive_field():
+    rules = {"family": "plain", "num_blocks": 2, "convs_per_block": 2, "kernel_size": 3,
+             "dilation": 2, "stride": 1, "padding": "valid", "pooling": "max"}
+    sized, model = sized_as_built(rules, classes=10)
+    conv = {row.name: row for row in sized.rows}
+    assert conv["b1_conv1"].shape == (24, 24, 32)  # 28 - 2*2
+    assert conv["b1_conv1"].receptive_field == 5 and conv["b1_conv2"].receptive_field == 9
+    assert model.get_layer("b1_conv1").dilation_rate == (2, 2)
+    with pytest.raises(SizingError, match=r"b2_conv2: a 3x3 window, dilation 2, stride 1, "
+                                          r"padding 'valid' on a 3x3 input gives -1x-1"):
+        space.size_model(kt.HyperParameters(), (22, 22, 1), 10, rules=rules)
 
 
 @pytest.mark.parametrize("values, layer, kind", [
