@@ -23,7 +23,7 @@ import keras_tuner as kt
 import numpy as np
 
 from autocnn.search.mutation import mutate
-from autocnn.search.oracles import WarmStart
+from autocnn.search.oracles import WarmStart, configuration_key
 
 ETA = 3  # a rung keeps the best third, and the next trains three times as long
 MUTATION_SHARE = 0.8
@@ -52,10 +52,6 @@ def configuration(values: dict) -> dict:
     return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 
 
-def _key(values: dict) -> tuple:
-    return tuple(sorted(configuration(values).items(), key=str))
-
-
 class Evolution(kt.Oracle):
     """New configurations: mostly a mutation of a good one so far, sometimes a random one."""
 
@@ -71,7 +67,7 @@ class Evolution(kt.Oracle):
     def draw(self) -> dict | None:
         """A configuration no trial has tried, or None when none is left to find."""
         parents = self.parents()
-        tried = {_key(t.hyperparameters.values) for t in self.trials.values()}
+        tried = {configuration_key(t.hyperparameters.values) for t in self.trials.values()}
         for _ in range(DRAWS):
             if parents and self._rng.random() < MUTATION_SHARE:
                 drawn = self._rng.choice(len(parents), size=min(TOURNAMENT, len(parents)),
@@ -81,7 +77,7 @@ class Evolution(kt.Oracle):
                                 changes=1 + int(self._rng.random() < 0.3))
             else:
                 values = self._random_values()
-            if values is not None and _key(values) not in tried:
+            if values is not None and configuration_key(values) not in tried:
                 return values
         return None
 
@@ -90,7 +86,7 @@ class Evolution(kt.Oracle):
         best = {}
         for trial in self.trials.values():
             if trial.status == "COMPLETED" and trial.score is not None:
-                key = _key(trial.hyperparameters.values)
+                key = configuration_key(trial.hyperparameters.values)
                 if key not in best or trial.score > best[key][1]:
                     best[key] = (configuration(trial.hyperparameters.values), trial.score)
         return list(best.values())

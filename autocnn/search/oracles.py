@@ -74,13 +74,20 @@ def distinct_best_trials(oracle, n: int) -> list:
     picked twice counts once): the last rung's finalists."""
     best, seen = [], set()
     for trial in oracle.get_best_trials(len(oracle.trials)):
-        values = tuple(sorted(active_values(trial.hyperparameters).items(), key=str))
+        values = configuration_key(active_values(trial.hyperparameters))
         if values not in seen:
             seen.add(values)
             best.append(trial)
         if len(best) == n:
             break
     return best
+
+
+def configuration_key(values: dict) -> tuple:
+    """What tells configurations apart: their values, less the tuner's own (a trial's rung,
+    epochs and parent)."""
+    return tuple(sorted(((k, v) for k, v in values.items() if not k.startswith("tuner/")),
+                        key=str))
 
 
 def nearest(hp, value):
