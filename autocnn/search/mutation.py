@@ -17,12 +17,7 @@ LOG_FACTOR = math.exp(0.5)  # a log-scale neighbour: about x1.6 or /1.6
 def mutate(space: kt.HyperParameters, values: dict, rng, changes: int = 1) -> dict:
     """``values`` with ``changes`` of its active, searchable hyperparameters moved to a
     neighbouring value; the hyperparameters the moves activate get their defaults."""
-    hps = kt.HyperParameters()
-    movable = []
-    for hp in space.space:
-        hps.merge([hp])
-        if hps.is_active(hp) and _choices(hp) != 1:
-            movable.append(hp)
+    movable = [hp for hp in _active(space, values) if _choices(hp) != 1]
     moved = dict(values)
     for hp in rng.choice(movable, size=min(changes, len(movable)), replace=False):
         moved[hp.name] = neighbour(hp, moved.get(hp.name, hp.default), rng)
@@ -31,12 +26,18 @@ def mutate(space: kt.HyperParameters, values: dict, rng, changes: int = 1) -> di
 
 def complete(space: kt.HyperParameters, values: dict) -> dict:
     """The active hyperparameters' values: ``values``' where they hold one, else the default."""
+    return {hp.name: values.get(hp.name, hp.default) for hp in _active(space, values)}
+
+
+def _active(space: kt.HyperParameters, values: dict):
+    """The hyperparameters of ``space`` that ``values`` makes active (a residual model's
+    bottleneck only when its family is residual), in declaration order."""
     hps = kt.HyperParameters()
     for hp in space.space:
         hps.merge([hp])
         if hps.is_active(hp):
             hps.values[hp.name] = values.get(hp.name, hp.default)
-    return dict(hps.values)
+            yield hp
 
 
 def neighbour(hp, value, rng):

@@ -56,6 +56,15 @@ def test_a_mutation_moves_one_value_and_gives_what_it_activates_its_default():
             assert "bottleneck" not in child
 
 
+def test_a_mutation_can_move_what_only_the_parents_branch_has():
+    space, rng = small_space(), np.random.default_rng(0)
+    parent = complete(space, {"family": "residual"})
+    assert parent["bottleneck"] is False
+    moved = {k for _ in range(40) for k, v in mutate(space, parent, rng).items()
+             if parent.get(k) != v}
+    assert "bottleneck" in moved  # active in the parent, though not under the defaults
+
+
 def oracle(tmp_path, warm_start=({},), max_trials=30):
     made = AutoOracle(objective="val_accuracy", max_trials=max_trials, seed=1,
                       warm_start=warm_start, max_epochs=9)
