@@ -18,6 +18,13 @@ from autocnn.search import cost as cost_module
 from autocnn.search.callbacks import StopAt
 from autocnn.search.oracles import distinct_best_trials
 
+# On the last rung, the most of the training time the finalists' reserve may hold. A full-data
+# finalist costs many trials (four at a quarter of the images, times its epochs), so an uncapped
+# reserve left a short search two trials; above the cap the finalists train until the budget's
+# end instead, which early stopping's best epoch makes safe (a retraining on train + val has no
+# best epoch to fall back on: it keeps its whole reserve).
+RESERVE_SHARE = 0.5
+
 
 class Clock:
     """A wall-clock budget for a whole search command, from its start.
@@ -65,10 +72,13 @@ class SearchBudget:
     """The search process's budget (alone or as the chief): ``clock``, a Clock; ``final``: the
     final training's seconds given a trial and its seconds per epoch (None: no final
     training), kept for the ``finalists`` best trials so far; ``cost``: a cost.TrialCost that
-    predicts a configuration's seconds before it runs."""
+    predicts a configuration's seconds before it runs; ``capped``: whether the reserve holds
+    at most RESERVE_SHARE of the training time (the last rung's)."""
 
-    def __init__(self, clock: Clock, final=None, finalists: int = 1, cost=None):
+    def __init__(self, clock: Clock, final=None, finalists: int = 1, cost=None,
+                 capped: bool = False):
         self.clock, self.final, self.finalists, self.cost = clock, final, finalists, cost
+        self.capped = capped
 
     @property
     def limited(self) -> bool:
@@ -97,17 +107,30 @@ class SearchBudget:
         if not self.limited or self.final is None or not epoch_seconds:
             return
         mean = np.mean(list(epoch_seconds.values()))
-        self.clock.reserve = sum(self.final(trial, epoch_seconds.get(trial.trial_id, mean))
-                                 for trial in distinct_best_trials(oracle, self.finalists))
+        self.clock.reserve = self._within_cap(sum(
+            self.final(trial, epoch_seconds.get(trial.trial_id, mean))
+            for trial in distinct_best_trials(oracle, self.finalists)))
+
+    def _within_cap(self, seconds: float) -> float:
+        if not self.capped:
+            return seconds
+        return min(seconds, RESERVE_SHARE * (self.clock.seconds - self.clock.finish))
 
     def final_training_refused(self, trial, per_epoch: float | None) -> str | None:
-        """Why the final training of ``trial`` no longer fits, or None when it does."""
+        """Why the final training of ``trial`` no longer fits, or None when it does.
+
+        With a capped reserve the final training may be cut by the budget's end, keeping its
+        best epoch: it is worth having once it can take as many steps as the trial took."""
         if not self.limited or self.final is None or not per_epoch:
             return None
         needed, left = self.final(trial, per_epoch), self.clock.training_remaining
+        what = "training it"
+        if self.capped and needed > left:
+            needed = min(needed, per_epoch * (trial.best_step + 1))
+            what = "training it on all the images for as many steps as its trial took"
         if needed <= left:
             return None
-        return (f"training it would take about {format_duration(needed)}, the budget has "
+        return (f"{what} would take about {format_duration(needed)}, the budget has "
                 f"{format_duration(max(left, 0))} left for it")
 
     def final_deadline(self) -> list:
@@ -196,6 +219,15 @@ def final_seconds(config, dataset, trial_images: int):
     return lambda trial, per_epoch: per_epoch * (trial.best_step + 1) * scale
 
 
+def final_epochs(config, first_rung: int | None) -> int:
+    """The epochs a new configuration's final training is expected to take, as
+    `final_seconds` counts them: on the last rung, its trial's best epoch and ``patience``
+    more; a first-rung trial's best epoch is at most that rung's last."""
+    if last_rung(config) and first_rung is not None:
+        return min(config.epochs, first_rung + config.patience)
+    return config.epochs
+
+
 def last_rung(config) -> bool:
     """Whether the final training is the search's last rung: trials trained on a share of the
     images (--trial-fraction), so the epoch a trial peaked at says little about training on
@@ -208,6 +240,8 @@ def for_search(config, dataset, hypermodel, trial_images: int, clock: Clock) -> 
     """The search process's budget for ``config`` on ``dataset``."""
     first_rung = auto.rungs(config.epochs)[0] if config.tuner == "auto" else None
     cost = cost_module.TrialCost(hypermodel, trial_images, len(dataset.val), config.epochs,
-                                 final_images(config, dataset), first_rung)
+                                 final_images(config, dataset), first_rung,
+                                 final_epochs(config, first_rung))
     return SearchBudget(clock, final_seconds(config, dataset, trial_images),
-                        config.finalists if last_rung(config) else 1, cost)
+                        config.finalists if last_rung(config) else 1, cost,
+                        capped=last_rung(config))

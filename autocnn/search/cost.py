@@ -40,15 +40,18 @@ class TrialCost:
     """Predicted seconds of a trial of ``hypermodel`` on ``images`` training and
     ``val_images`` validation images for ``epochs`` epochs (``trial_epochs`` when a new
     configuration's trial trains fewer: the auto tuner's first rung), and of its retraining on
-    ``retrain_images`` for ``epochs`` (None: no retraining)."""
+    ``retrain_images`` for ``retrain_epochs`` (default ``epochs``; None images: no
+    retraining)."""
 
     def __init__(self, hypermodel, images: int, val_images: int, epochs: int,
-                 retrain_images: int | None = None, trial_epochs: int | None = None):
+                 retrain_images: int | None = None, trial_epochs: int | None = None,
+                 retrain_epochs: int | None = None):
         self.hypermodel = hypermodel
         self.images = images + VALIDATION_SHARE * val_images
         self.epochs = epochs
         self.trial_epochs = trial_epochs or epochs
         self.retrain_images = retrain_images
+        self.retrain_epochs = retrain_epochs or epochs
         self._units = {}  # trial id -> units (cached: sizing a model takes milliseconds)
 
     def units(self, hp: kt.HyperParameters):
@@ -84,6 +87,6 @@ class TrialCost:
             return None
         units, ops = found
         per_epoch = units * scale
-        retrain = (per_epoch * self.epochs * self.retrain_images / self.images
+        retrain = (per_epoch * self.retrain_epochs * self.retrain_images / self.images
                    if self.retrain_images is not None else None)
         return Estimate(per_epoch * self.trial_epochs, retrain, ops.params, ops.macs)

@@ -81,6 +81,39 @@ def test_the_budget_keeps_time_for_every_finalist():
         assert budget.clock.reserve == reserve
 
 
+def test_the_last_rungs_reserve_holds_at_most_half_the_training_time():
+    tuner = _Trials([(0.90, {"filters": 32}), (0.85, {"filters": 64})])
+    def final(trial, per_epoch):
+        return 400.0  # each of the two full-data finalists
+
+    for capped, reserve in [(False, 800.0), (True, 0.5 * (600 - 30))]:
+        budget = budgets.SearchBudget(budgets.Clock(600), final, 2, capped=capped)
+        budget.keep_for_finalists(tuner.oracle, {"0": 1.0, "1": 1.0})
+        assert budget.clock.reserve == reserve
+
+
+def test_a_capped_final_training_needs_only_its_trials_steps():
+    trial = _Trials([(0.90, {"filters": 32})]).trials[0]
+    trial.best_step = 4  # five epochs of 10 s on its share of the images
+    clock = Clock()
+    budget = budgets.SearchBudget(budgets.Clock(600, clock=clock), lambda t, per_epoch: 900.0,
+                                  capped=True)
+    assert budget.final_training_refused(trial, 10.0) is None  # 50 s fit in the 9:30 left
+    uncapped = budgets.SearchBudget(budgets.Clock(600, clock=clock), lambda t, per_epoch: 900.0)
+    assert uncapped.final_training_refused(trial, 10.0).startswith("training it would take")
+    clock.now += 600 - 30 - 40  # 40 s left for training
+    assert budget.final_training_refused(trial, 10.0) == (
+        "training it on all the images for as many steps as its trial took would take about "
+        "0:50, the budget has 0:40 left for it")
+
+
+def test_a_new_configurations_final_training_is_counted_at_the_epochs_it_will_take():
+    last_rung = SearchConfig(trial_fraction=0.25, epochs=15, patience=5)
+    assert budgets.final_epochs(last_rung, first_rung=2) == 7  # the first rung's 2, then 5 more
+    assert budgets.final_epochs(last_rung, first_rung=None) == 15
+    assert budgets.final_epochs(SearchConfig(epochs=15, patience=5), first_rung=2) == 15
+
+
 def _fake_training(scores):
     def train_in_full(hypermodel, trial, dataset, config, callbacks=(), **progress):
         return f"model of {trial.trial_id}", {"loss": [1.0, 0.5],
