@@ -13,6 +13,9 @@ CHAMPION_METRICS = (
     "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
 )
 CACHES = ("auto", "memory", "none")
+# auto: balanced class weights when the training classes' counts differ more than IMBALANCE times
+CLASS_WEIGHTS = ("auto", "balanced", "none")
+IMBALANCE = 1.5
 STRATEGIES = ("none", "mirrored")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTED = ("none", "chief")
@@ -55,6 +58,7 @@ class SearchConfig:
     patience: int = 5  # early stopping on validation accuracy, in epochs
     trial_fraction: float = 1.0  # of the training images each trial trains on (retraining: all)
     finalists: int = 2  # best configurations trained on all images at the end (budget.last_rung)
+    class_weight: str = "auto"  # one of CLASS_WEIGHTS: each class's images' weight in the loss
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
     time_budget: float | None = None  # seconds for the whole command (search and retraining)
@@ -84,6 +88,7 @@ class SearchConfig:
     def __post_init__(self):
         _check_choice("tuner", self.tuner, TUNERS)
         _check_choice("champion_metric", self.champion_metric, CHAMPION_METRICS)
+        _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("distributed", self.distributed, DISTRIBUTED)

@@ -21,8 +21,10 @@ from autocnn.cli.options import (
 )
 from autocnn.config import (
     CHAMPION_METRICS,
+    CLASS_WEIGHTS,
     DEFAULT_MAX_TRIALS,
     DISTRIBUTED,
+    IMBALANCE,
     PRECISIONS,
     STRATEGIES,
     TUNERS,
@@ -57,6 +59,11 @@ from autocnn.config import (
               "that needs more data to shine ranks low), so the best few get the full "
               "data; the one with the best validation accuracy is the result. Each counts "
               "against --time-budget; those it cannot afford are skipped.")
+@setting("--class-weight", type=click.Choice(CLASS_WEIGHTS),
+         help="How much each class's images weigh in the loss. balanced: the inverse of "
+              "the class's share, so each class weighs the same in total; auto: balanced "
+              f"when the largest class has more than {IMBALANCE:g} times the images of the "
+              "smallest; none: every image alike.")
 @setting("--seed", type=int,
          help="Fixes the split, the tuner's choices and the weight initialisation.")
 @setting("--max-failed-trials", type=click.IntRange(min=1),

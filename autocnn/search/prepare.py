@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import keras
 import keras_tuner as kt
+import numpy as np
 from keras_tuner.src import config as kt_config
+from sklearn.utils.class_weight import compute_class_weight
 
 from autocnn import data
-from autocnn.config import SearchConfig, resolve_weights
+from autocnn.config import IMBALANCE, SearchConfig, resolve_weights
 from autocnn.devices import configure_devices, distribution_strategy
 from autocnn.errors import ConfigError, SizingError
 from autocnn.search.tuners import OBJECTIVE
@@ -64,7 +66,35 @@ def make_hypermodel(config: SearchConfig, dataset, strategy=None) -> space.CNNHy
     return space.CNNHyperModel(
         dataset.input_shape, dataset.num_classes, max_params=config.max_params,
         rules=search_rules(config, dataset), weights=resolve_weights(config.weights),
-        strategy=strategy)
+        strategy=strategy, class_weight=class_weights(config, dataset))
+
+
+def class_weights(config: SearchConfig, dataset) -> dict[int, float] | None:
+    """Each class's weight in the loss (class index -> weight), or None for all alike.
+
+    "balanced" weighs a class by the inverse of its share of the training images (scikit-learn's
+    rule: n / (classes * count)), so every class weighs the same in total; "auto" does so when
+    the largest class has more than IMBALANCE times the images of the smallest. The trial
+    subset is stratified, so its shares are the same.
+    """
+    counts = np.bincount(dataset.train.labels, minlength=dataset.num_classes)
+    if config.class_weight == "none" or (
+            config.class_weight == "auto" and counts.max() <= IMBALANCE * counts.min()):
+        return None
+    present = np.flatnonzero(counts)
+    weights = compute_class_weight("balanced", classes=present, y=dataset.train.labels)
+    return {int(c): float(w) for c, w in zip(present, weights)}
+
+
+def describe_class_weights(weights: dict[int, float] | None, dataset) -> str:
+    """The log line that says how the classes are weighed, or "" when all weigh alike."""
+    if weights is None:
+        return ""
+    counts = np.bincount(dataset.train.labels, minlength=dataset.num_classes)
+    heaviest = max(weights, key=weights.get)
+    return (f"class weights: balanced, as the training classes have {counts.min()} to "
+            f"{counts.max()} images ({dataset.class_names[heaviest]} weighs most, "
+            f"{weights[heaviest]:.2f}; --class-weight none weighs all alike)")
 
 
 def fit_arguments(config: SearchConfig, dataset) -> tuple[tuple, dict]:

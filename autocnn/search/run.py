@@ -25,6 +25,7 @@ from autocnn.search.outcome import log_data, log_evaluation, predict_classes, re
 from autocnn.search.prepare import (
     bootstrap,
     check_backbones,
+    describe_class_weights,
     fit_arguments,
     search_rules,
     trial_images,
@@ -79,7 +80,8 @@ def run_search(config: SearchConfig, dataset: data.Dataset | None = None) -> Sea
     tuner = _tuner(prepared, tracker, clock, stop)
     tracker.start_run(
         f"search-{config.tuner}", params=config.to_dict(),
-        tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search"},
+        tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search",
+              "autocnn.class_weights": _weights_tag(hypermodel.class_weight)},
         search_id=projects.record(tuner.project_dir, config, dataset.fingerprint))
     if tuner.oracle.trials:
         log.info(f"resuming the search in {tuner.project_dir}: {_finished(tuner)} finished trials "
@@ -104,12 +106,22 @@ def run_search(config: SearchConfig, dataset: data.Dataset | None = None) -> Sea
     return result
 
 
+def _weights_tag(weights: dict | None) -> str:
+    """The class weights every training used, for the MLflow UI ("none": all alike)."""
+    if weights is None:
+        return "none"
+    return ", ".join(f"{index}: {weight:.3f}" for index, weight in weights.items())
+
+
 def _describe(prepared) -> None:
     dataset, precision = prepared.dataset, prepared.precision
     log.info(dataset.summary())
     if precision != "float32":
         log.info(f"precision: {precision} (layers compute in {precision.split('_')[1]}, weights "
                  "and the softmax stay float32)")
+    weighed = describe_class_weights(prepared.hypermodel.class_weight, dataset)
+    if weighed:
+        log.info(weighed)
     if dataset.skipped:
         shown = ", ".join(dataset.skipped[:5]) + (" ..." if len(dataset.skipped) > 5 else "")
         log.info(f"skipped {len(dataset.skipped)} unreadable files: {shown}")

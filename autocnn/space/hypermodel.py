@@ -216,11 +216,15 @@ class CNNHyperModel(kt.HyperModel):
     kept between epochs and trials (None to compute them afresh, as for a benchmark);
     ``strategy``: the tf.distribute strategy models are built and trained under (None: the
     default); the batch size searched is per replica, so each step sees that many times more.
+    ``class_weight``: each class's weight in the loss (class index -> weight) in every
+    training, trials and final alike; None weighs all alike.
     """
 
     def __init__(self, input_shape, num_classes, max_params=None, rules=None, weights=None,
-                 feature_cache=transfer.FEATURE_CACHE, strategy=None, **kwargs):
+                 feature_cache=transfer.FEATURE_CACHE, strategy=None, class_weight=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.class_weight = class_weight
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.max_params = max_params
@@ -267,6 +271,8 @@ class CNNHyperModel(kt.HyperModel):
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)
         batch_size = training_hyperparameters(Space(hp, self.rules)) * self.replicas
+        if self.class_weight is not None:
+            kwargs.setdefault("class_weight", self.class_weight)
         schedule = SCHEDULES.get(hp.get("lr_schedule"))
         if hp.get("lr_schedule") == "plateau" and kwargs.get("validation_data") is None:
             schedule = functools.partial(plateau_schedule, monitor="loss")
