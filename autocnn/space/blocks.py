@@ -111,6 +111,8 @@ class KerasOps:
             (a["blur"] and min(h, w) >= 3, lambda: layers.RandomGaussianBlur(
                 value_range=(0, 1), name="aug_blur")),
             (a["noise"], lambda: layers.GaussianNoise(a["noise"], name="aug_noise")),
+            (a["erasing"], lambda: layers.RandomErasing(a["erasing"], value_range=(0, 1),
+                                                        name="aug_erasing")),
         ]
         for wanted, layer in steps:
             if wanted:

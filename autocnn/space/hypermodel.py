@@ -16,7 +16,7 @@ import keras
 import keras_tuner as kt
 
 from autocnn.errors import SizingError, WeightsError
-from autocnn.space import backbones, blocks, sizing, transfer
+from autocnn.space import backbones, blocks, losses, sizing, transfer
 from autocnn.space import rules as rules_module
 from autocnn.space.rules import CLOSED, Space
 
@@ -109,6 +109,8 @@ def augmentation(hp, ops, x):
         "contrast": hp.choice("contrast", [0.0, 0.1, 0.2], 0.0),
         "blur": hp.boolean("blur", False),
         "noise": hp.choice("noise", [0.0, 0.02, 0.05], 0.0),  # Gaussian, standard deviation
+        # Of each image, the chance that a random rectangle of it becomes noise (Zhong et al.)
+        "erasing": hp.choice("erasing", [0.0, 0.25, 0.5], 0.0),
     }
     return ops.augment(x, settings)
 
@@ -160,9 +162,12 @@ def classifier(hp, ops, x, activation, l2, num_classes):
 
 
 def compile_model(model: keras.Model, hp: "Space") -> keras.Model:
-    model.compile(optimizer=create_optimizer(hp), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=create_optimizer(hp), loss=create_loss(hp), metrics=["accuracy"])
     return model
+
+
+def create_loss(hp: "Space"):
+    return losses.loss(hp.choice("label_smoothing", [0.0, 0.1], 0.0))
 
 
 def create_optimizer(hp: "Space") -> keras.optimizers.Optimizer:
@@ -348,6 +353,7 @@ def explore(rules: dict | None = None, input_shape=(32, 32, 1)) -> list[kt.Hyper
             space = Space(hp, rules)
             architecture(space, sizing.SizingOps(input_shape, strict=False), 2)
             create_optimizer(space)
+            create_loss(space)
             training_hyperparameters(space)
             explored.append(hp)
     return explored

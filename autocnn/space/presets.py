@@ -14,9 +14,9 @@ from autocnn.errors import ConfigError
 
 PLAIN_TRAINING = {
     "flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "random_crop": False,
-    "contrast": 0.0, "blur": False, "noise": 0.0, "stride": 1, "l2": 0.0,
-    "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "plateau", "batch_size": 32,
-    "dense_units_2": 0,
+    "contrast": 0.0, "blur": False, "noise": 0.0, "erasing": 0.0, "stride": 1, "l2": 0.0,
+    "label_smoothing": 0.0, "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "plateau",
+    "batch_size": 32, "dense_units_2": 0,
 }
 
 

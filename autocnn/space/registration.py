@@ -1,4 +1,4 @@
-"""autocnn's Keras layers, registered with Keras as soon as both are imported.
+"""autocnn's Keras layers and loss, registered with Keras as soon as both are imported.
 
 A saved backbone model holds `blocks.BackboneInput`, and Keras loads a layer of a package
 other than its own only once the layer is registered (it never imports a module named in a
@@ -23,7 +23,9 @@ def register_with_keras() -> None:
 
 
 def _register() -> None:
-    import autocnn.space.blocks  # noqa: F401  (its decorators register the layers)
+    # Their decorators register the layers and the loss.
+    import autocnn.space.blocks  # noqa: F401
+    import autocnn.space.losses  # noqa: F401
 
 
 class _AfterKeras(importlib.abc.MetaPathFinder):

@@ -44,15 +44,16 @@ def test_the_space_size_follows_the_rules():
         "activation": "relu", "l2": 0.0, "pooling": "max", "pool_size": 2, "head": "flatten",
         "dense_units": 64, "dropout": 0.2, "optimizer": "adam", "lr_schedule": "constant",
         "batch_size": 32, "flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0,
-        "random_crop": False, "contrast": 0.0, "blur": False, "noise": 0.0,
-        "filter_growth": 2.0, "dense_units_2": 0}))
-    assert scratch.startswith("70,214,291,030,016 discrete configurations")  # dilation 1 or 2
+        "random_crop": False, "contrast": 0.0, "blur": False, "noise": 0.0, "erasing": 0.0,
+        "label_smoothing": 0.0, "filter_growth": 2.0, "dense_units_2": 0}))
+    # dilation 1 or 2, erasing three ways, label smoothing two
+    assert scratch.startswith(f"{70_214_291_030_016 * 3 * 2:,} discrete configurations")
     # Backbones add the augmentation settings x 10 backbones x 3 upscales x 2 poolings x
     # (1 + 4 x 4 x 2 fine-tuning settings) x 4 x 3 x 6 head settings x 3 optimizers x 3 schedules
-    # x 4 batch sizes.
-    augmentation = 3 * 3 * 3 * 3 * 2 * 3 * 2 * 3
-    backbone = augmentation * 10 * 3 * 2 * (1 + 4 * 4 * 2) * 4 * 3 * 6 * 3 * 3 * 4
-    assert full.startswith(f"{70_214_291_030_016 + backbone:,} discrete configurations")
+    # x 4 batch sizes x 2 label smoothings.
+    augmentation = 3 * 3 * 3 * 3 * 2 * 3 * 2 * 3 * 3
+    backbone = augmentation * 10 * 3 * 2 * (1 + 4 * 4 * 2) * 4 * 3 * 6 * 3 * 3 * 4 * 2
+    assert full.startswith(f"{70_214_291_030_016 * 6 + backbone:,} discrete configurations")
     assert small == "2 discrete configurations, times the continuous learning_rate"
 
 

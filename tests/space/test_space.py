@@ -9,14 +9,14 @@ from autocnn.space import hypermodel as space
 
 DEFAULTS = {
     "flip": "none", "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "random_crop": False,
-    "contrast": 0.0, "blur": False, "noise": 0.0,
+    "contrast": 0.0, "blur": False, "noise": 0.0, "erasing": 0.0,
     "family": "plain", "num_blocks": 2, "convs_per_block": 1, "filters": 32,
     "filter_growth": 2.0, "kernel_size": 3,
     "stride": 1, "dilation": 1, "padding": "same", "batch_norm": True, "activation": "relu",
     "l2": 0.0,
     "pooling": "max", "pool_size": 2, "head": "flatten", "dense_units": 64, "dense_units_2": 0,
     "dropout": 0.2,
-    "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "constant",
+    "label_smoothing": 0.0, "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "constant",
 }
 SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
 TRAINED_SHAPE = (32, 32, 3)
@@ -209,14 +209,15 @@ def test_active_values_leave_out_inactive_branches():
 
 
 AUGMENT_ALL = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1, "translation": 0.1,
-               "random_crop": True, "contrast": 0.2, "blur": True, "noise": 0.05}
+               "random_crop": True, "contrast": 0.2, "blur": True, "noise": 0.05,
+               "erasing": 0.5}
 
 
 def test_augmentation_trains_but_leaves_inference_alone(seed):
     model = space.build_model(kt.HyperParameters(), (16, 16, 3), 4, rules=AUGMENT_ALL)
     names = [layer.name for layer in model.layers]
-    assert names[1:9] == ["aug_flip", "aug_rotation", "aug_zoom", "aug_translation", "aug_crop",
-                          "aug_contrast", "aug_blur", "aug_noise"]
+    assert names[1:10] == ["aug_flip", "aug_rotation", "aug_zoom", "aug_translation",
+                           "aug_crop", "aug_contrast", "aug_blur", "aug_noise", "aug_erasing"]
     x = np.random.default_rng(0).random((8, 16, 16, 3), dtype=np.float32)
     model.fit(x, np.arange(8) % 4, epochs=1, verbose=0)
     np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x, verbose=0))
