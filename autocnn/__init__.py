@@ -33,6 +33,7 @@ _PUBLIC = {
     "CNNHyperModel": ("autocnn.space.hypermodel", "CNNHyperModel"),
     "build_model": ("autocnn.space.hypermodel", "build_model"),
     "get_backbone": ("autocnn.space.backbones", "get"),
+    "get_preset": ("autocnn.space.presets", "preset"),
     "FeatureCache": ("autocnn.space.transfer", "FeatureCache"),
     "fit_transfer": ("autocnn.space.transfer", "fit"),
     "run_search": ("autocnn.search.run", "run_search"),
@@ -42,6 +43,8 @@ _PUBLIC = {
     "evaluate_model": ("autocnn.trained.evaluation", "evaluate_model"),
     "predict_images": ("autocnn.trained.prediction", "predict_images"),
     "compute_metrics": ("autocnn.metrics", "compute_metrics"),
+    "AutoCNNError": ("autocnn.errors", "AutoCNNError"),
+    "SearchError": ("autocnn.errors", "SearchError"),
 }
 
 __all__ = ["__version__", "show_progress", *_PUBLIC]

@@ -10,7 +10,14 @@ the same wall-clock budget, on the same train / validation / test split.
    -> ReLU -> max-pool 2 -> dense), trained with Adam until the budget ends, early stopping on
    validation accuracy (best weights restored);
 3. KerasTuner's `HyperResNet` and `HyperXception` with `RandomSearch`, as a user would write it
-   (images resized to 32x32, the smallest a ResNet takes), stopped at the budget.
+   (images resized to 32x32, the smallest a ResNet takes), stopped at the budget;
+4. `best-preset`: the best of autocnn's presets on this data, VGG-13, trained alone on all the
+   training images, as `autocnn search --space preset:vgg13 --epochs 200 --patience 5
+   --no-retrain --time-budget BUDGET` runs it: what a user gets without a search.
+
+`--together` starts the methods at once, each in its own process, sharing the machine, so that
+none gets a quieter machine than another (the search against `best-preset` is the comparison
+that matters); their rows form their own table.
 
 Each row: test accuracy, macro F1, wall time, trials, the best model's parameters and its
 inference speed (images/s, `model.predict` in batches of 256, after a warm-up). The table goes to
@@ -18,6 +25,7 @@ OUTPUT/fashion_mnist.md with the hardware it ran on, and is printed.
 
     python benchmarks/fashion_mnist.py                       # 60 minutes each: about 4 hours
     python benchmarks/fashion_mnist.py --budget 10m --only autocnn,reference
+    python benchmarks/fashion_mnist.py --budget 60m --only autocnn,best-preset --together
     python benchmarks/fashion_mnist.py --dataset digits --budget 15s --output /tmp/bench
 """
 
@@ -32,7 +40,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-METHODS = ("autocnn", "autocnn-bayesian", "reference", "hyperresnet", "hyperxception")
+METHODS = ("autocnn", "autocnn-bayesian", "reference", "hyperresnet", "hyperxception",
+           "best-preset")
+TOGETHER = "## Started together, sharing the machine"
 COLUMNS = ("method", "budget", "test accuracy", "macro F1", "wall time", "trials",
            "parameters", "inference images/s", "finished (UTC)")
 
@@ -52,6 +62,9 @@ def main(argv=None):
     parser.add_argument("--only", default=",".join(METHODS), help="comma-separated methods")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--together", action="store_true",
+                        help="start the methods at once, each in its own process, sharing the "
+                             "machine; their rows form a table of their own")
     args = parser.parse_args(argv)
     budget = parse_duration(args.budget)
     methods = [m.strip() for m in args.only.split(",") if m.strip()]
@@ -59,13 +72,14 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown method {', '.join(unknown)}: choose from {', '.join(METHODS)}")
 
+    if args.together:
+        return run_together(methods, args)
     import keras
 
     from autocnn import DataConfig, load_data
 
-    dataset = load_data(DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed))
-    if args.train:
-        dataset = _subset(dataset, args.train)
+    dataset = _data(load_data(DataConfig(dataset=args.dataset, data_dir=args.data_dir,
+                                         seed=args.seed)), args)
     print(dataset.summary(), flush=True)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,12 +96,18 @@ def main(argv=None):
         print(_format_row(row), flush=True)
         # After each method, so a long run keeps what it has; rows of methods this run did not
         # rerun stay, when they ran on the same data.
-        table = report(rows, dataset, args, _earlier_rows(out / "fashion_mnist.md", dataset,
-                                                          args.seed, methods))
+        path = out / "fashion_mnist.md"
+        table = report(rows, dataset, args, _earlier_rows(path, dataset, args.seed, methods),
+                       _earlier_rows(path, dataset, args.seed, (), together=True))
         (out / "fashion_mnist.md").write_text(table)
         if any(r.get("curve") for r in rows):
             plot_anytime(rows, out / "fashion_mnist_anytime.png")
     print(f"\n{table}\nwritten to {out / 'fashion_mnist.md'}")
+
+
+def _data(dataset, args):
+    """The data set, or its first ``--train`` images."""
+    return _subset(dataset, args.train) if args.train else dataset
 
 
 def _subset(dataset, train: int):
@@ -102,18 +122,27 @@ def _subset(dataset, train: int):
 
 
 def run_autocnn(dataset, budget, args, tuner="auto"):
+    return _search_row(dataset, args, tuner=tuner, max_trials=1000, epochs=20, patience=4,
+                       trial_fraction=args.trial_fraction, time_budget=budget)
+
+
+def _search_row(dataset, args, **settings):
+    """An autocnn search with ``settings``: its test scores and anytime curve, or no scores
+    when the budget ended before a trial did."""
     import autocnn
-    from autocnn import DataConfig, SearchConfig, run_search
+    from autocnn import DataConfig, SearchConfig, SearchError, run_search
 
     with tempfile.TemporaryDirectory() as folder:
         config = SearchConfig(
             data=DataConfig(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed),
-            tuner=tuner, max_trials=1000, epochs=20, patience=4, seed=args.seed,
-            trial_fraction=args.trial_fraction,
-            time_budget=budget, register=False, tracking_uri=f"sqlite:///{folder}/mlflow.db",
-            tuner_dir=f"{folder}/tuner", project="benchmark")
+            seed=args.seed, register=False, tracking_uri=f"sqlite:///{folder}/mlflow.db",
+            tuner_dir=f"{folder}/tuner", project="benchmark", **settings)
         autocnn.show_progress()
-        result = run_search(config, dataset=dataset)
+        try:
+            result = run_search(config, dataset=dataset)
+        except SearchError as err:
+            print(err, flush=True)
+            return {"trials": 0}
         curve = anytime(config.tracking_uri, result.run_id)
     return {**_scores(result.model, dataset, dataset.test), "curve": curve,
             "trials": result.trials_completed + result.trials_failed}
@@ -304,12 +333,16 @@ def _format_row(row) -> str:
             f"{number('images_per_second', ',.0f')} | {row['when']} |")
 
 
-def report(rows, dataset, args, earlier=()) -> str:
-    """The markdown table, with what it ran on; ``earlier``: rows kept from a previous run."""
+def report(rows, dataset, args, earlier=(), together=()) -> str:
+    """The markdown table, with what it ran on; ``earlier``: rows kept from a previous run;
+    ``together``: the rows of methods started together, a table of their own."""
     header = (f"| {' | '.join(COLUMNS)} |\n|{'|'.join(' --- ' for _ in COLUMNS)}|\n")
     lines = "\n".join([*earlier, *(_format_row(row) for row in rows)])
+    pair = (f"\n{TOGETHER}\n\nStarted at the same time, each in its own process, on the "
+            f"same machine.\n\n{header}" + "\n".join(together) + "\n") if together else ""
     return (f"# {dataset.name}: the same wall-clock budget for each method\n\n"
-            f"{_data_line(dataset, args.seed)}\n{_hardware()}\n\n{header}{lines}\n")
+            f"{_data_line(dataset, args.seed)}\n{_hardware()}\n\nEach alone on the machine."
+            f"\n\n{header}{lines}\n{pair}")
 
 
 def _data_line(dataset, seed) -> str:
@@ -317,12 +350,14 @@ def _data_line(dataset, seed) -> str:
             f"{len(dataset.test)} test images; seed {seed}")
 
 
-def _earlier_rows(path: Path, dataset, seed, methods) -> list[str]:
+def _earlier_rows(path: Path, dataset, seed, methods, together=False) -> list[str]:
     """The rows of a table written before on the same data and split, for the methods not in
-    ``methods``, in the table's order."""
+    ``methods``, in the table's order: of the methods run alone, or ``together``."""
     if not path.exists() or _data_line(dataset, seed) not in path.read_text().splitlines():
         return []
-    rows = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+    alone, _, pair = path.read_text().partition(TOGETHER)
+    rows = [line for line in (pair if together else alone).splitlines()
+            if line.startswith("| ")]
     return [row for row in rows[2:] if row.split("|")[1].strip() not in methods]
 
 
@@ -343,7 +378,57 @@ def _hardware() -> str:
             + f"; Python {sys.version.split()[0]}, TensorFlow {tf.__version__}")
 
 
-RUNNERS = {"autocnn": run_autocnn,
+def run_best_preset(dataset, budget, args):
+    """VGG-13 alone, as `autocnn search --space preset:vgg13 --epochs 200 --patience 5
+    --no-retrain --time-budget BUDGET` trains it: one trial on all the training images."""
+    return _search_row(dataset, args, preset="vgg13", tuner="random", max_trials=1, epochs=200,
+                       patience=5, retrain=False, time_budget=budget)
+
+
+def run_together(methods, args) -> None:
+    """Start every method at once in its own process (this script, one method each), wait for
+    all, and write their rows as the table of methods started together."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = {}
+        for method in methods:
+            command = [sys.executable, __file__, "--only", method, "--output",
+                       f"{folder}/{method}", *_shared_arguments(args)]
+            log = open(f"{folder}/{method}.log", "w")
+            started[method] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            log.close()  # the child has its own copy
+            print(f"started {method}: its progress in {folder}/{method}.log", flush=True)
+        rows = []
+        for method, process in started.items():
+            table = Path(f"{folder}/{method}/fashion_mnist.md")
+            if process.wait() or not table.exists():
+                sys.exit(f"{method} failed (exit status {process.returncode}): "
+                         + Path(f"{folder}/{method}.log").read_text()[-2000:])
+            rows += [row for row in table.read_text().splitlines()
+                     if row.startswith(f"| {method} |")]
+            print(rows[-1], flush=True)
+    from autocnn import DataConfig, load_data
+
+    dataset = _data(load_data(DataConfig(dataset=args.dataset, data_dir=args.data_dir,
+                                         seed=args.seed)), args)
+    path = Path(args.output) / "fashion_mnist.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report([], dataset, args, _earlier_rows(path, dataset, args.seed, ()), rows))
+    print(f"\n{path.read_text()}\nwritten to {path}")
+
+
+def _shared_arguments(args) -> list[str]:
+    shared = ["--budget", args.budget, "--dataset", args.dataset, "--seed", str(args.seed),
+              "--trial-fraction", str(args.trial_fraction)]
+    if args.data_dir:
+        shared += ["--data-dir", args.data_dir]
+    if args.train:
+        shared += ["--train", str(args.train)]
+    return shared
+
+
+RUNNERS = {"autocnn": run_autocnn, "best-preset": run_best_preset,
            "autocnn-bayesian": lambda dataset, budget, args: run_autocnn(dataset, budget, args,
                                                                          tuner="bayesian"),
            "reference": run_reference, "hyperresnet": run_hyperresnet,

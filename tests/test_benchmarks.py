@@ -10,15 +10,15 @@ from autocnn.data.sources import DEBIAN_FASHION_DIR
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "fashion_mnist.py"
 
 
-def run_benchmark(dataset, budget, only, output):
+def run_benchmark(dataset, budget, only, output, *flags):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--dataset", dataset, "--train", "500", "--budget", budget,
-         "--only", only, "--output", str(output)],
+         "--only", only, "--output", str(output), *flags],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = (output / "fashion_mnist.md").read_text()
     return table, [line.split(" | ") for line in table.splitlines()
-                   if line.startswith("| ") and "---" not in line][1:]
+                   if line.startswith("| ") and "---" not in line and "| method" not in line]
 
 
 def test_the_benchmark_writes_its_table(tmp_path):
@@ -36,6 +36,14 @@ def test_the_benchmark_writes_its_table(tmp_path):
     assert [row[:2] for row in again] == [["| autocnn", "20s"], ["| hyperresnet", "20s"],
                                           ["| reference", "5s"]]
     assert again[0] == autocnn
+    # Methods started together get a table of their own; the others' rows stay.
+    table, together = run_benchmark(dataset, "15s", "best-preset,reference", tmp_path,
+                                    "--together")
+    alone, pair = table.split("## Started together, sharing the machine")
+    assert "| reference | 5s |" in alone and "| best-preset |" not in alone
+    assert [row[:2] for row in together] == [*(row[:2] for row in again),
+                                             ["| best-preset", "15s"], ["| reference", "15s"]]
+    assert 0 < float(together[-2][2]) <= 1  # VGG-13 alone trained and was scored
 
 
 def test_an_unknown_method_is_refused():
