@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 BUDGET ?= 60m
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo fashion-mnist test test-fast docs bench lint ui mlflow-server clean clean-runs
+.PHONY: help install demo fashion-mnist test test-fast docs bench gpu-check lint ui mlflow-server clean clean-runs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench: $(INSTALLED) ## Run the benchmarks: Fashion-MNIST against the baselines (
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/transfer_features.py
 	$(BIN)/python benchmarks/folder_loading.py --images 20000
+
+gpu-check: $(INSTALLED) ## On a machine with an NVIDIA GPU: precision and XLA speeds, memory growth, a 5-minute search (about 8 minutes)
+	bash benchmarks/gpu_check.sh
 
 lint: $(INSTALLED) ## Check the code with ruff
 	$(BIN)/ruff check autocnn tests benchmarks

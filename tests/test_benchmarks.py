@@ -50,3 +50,19 @@ def test_an_unknown_method_is_refused():
     result = subprocess.run([sys.executable, str(SCRIPT), "--only", "autokeras"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown method autokeras" in result.stderr
+
+
+def test_the_gpu_check_measures_every_cell_and_says_what_it_ran_on(tmp_path):
+    script = SCRIPT.parent / "gpu_check.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--dataset", "digits", "--models", "defaults", "--train",
+         "256", "--epochs", "2", "--xla", "off", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (tmp_path / "gpu_check.md").read_text()
+    cells = [line.split(" | ") for line in table.splitlines() if line.startswith("| defaults")]
+    assert [cell[2:5] for cell in cells] == [
+        [precision, "off", source] for precision in ("float32", "mixed_float16")
+        for source in ("bare", "autocnn")]
+    assert all(float(cell[5].rstrip(" |").replace(",", "")) > 0 for cell in cells)
+    assert "No GPU visible: the figures above are the CPU's." in table  # this machine has none
