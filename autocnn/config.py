@@ -10,7 +10,8 @@ from autocnn.errors import ConfigError
 TUNERS = ("auto", "random", "bayesian", "hyperband")
 # Test metrics a champion can be chosen on; all are "higher is better".
 CHAMPION_METRICS = (
-    "accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
+    "accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "precision_macro",
+    "recall_macro",
 )
 CACHES = ("auto", "memory", "none")
 # auto: balanced class weights when the training classes' counts differ more than IMBALANCE times

@@ -5,14 +5,18 @@ from sklearn import metrics as skm
 
 from autocnn.tables import format_table
 
-SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro",
+SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
                 "precision_weighted", "recall_weighted", "f1_weighted")
 
 
 def compute_metrics(y_true, y_pred, class_names) -> dict:
-    """Accuracy, precision, recall and F1 (macro, weighted, per class) and the confusion matrix."""
+    """Accuracy, balanced accuracy (the mean of the classes' recalls: every class counts alike,
+    however many images it has), precision, recall and F1 (macro, weighted, per class) and the
+    confusion matrix."""
     labels = np.arange(len(class_names))
     result = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    # Over the classes that have test images, as scikit-learn counts it.
+    result["balanced_accuracy"] = float(skm.balanced_accuracy_score(y_true, y_pred))
     for average in ("macro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(
             y_true, y_pred, labels=labels, average=average, zero_division=0)

@@ -25,11 +25,17 @@ def test_metrics_match_a_hand_computed_confusion_matrix():
         assert m["per_class"][name]["recall"] == pytest.approx(recall[i])
         assert m["per_class"][name]["f1"] == pytest.approx(f1[i])
     assert m["per_class"]["b"]["support"] == 4
+    assert m["balanced_accuracy"] == pytest.approx(np.mean(recall))
     assert m["precision_macro"] == pytest.approx(np.mean(precision))
     assert m["f1_macro"] == pytest.approx(np.mean(f1))
     support = np.array([3, 4, 3])
     assert m["recall_weighted"] == pytest.approx(np.dot(recall, support) / 10)
     assert m["f1_weighted"] == pytest.approx(np.dot(f1, support) / 10)
+
+
+def test_balanced_accuracy_counts_every_class_alike():
+    m = evaluate.compute_metrics(np.array([0, 0, 0, 0, 1]), np.array([0, 0, 0, 0, 0]), NAMES[:2])
+    assert m["accuracy"] == pytest.approx(0.8) and m["balanced_accuracy"] == pytest.approx(0.5)
 
 
 def test_a_class_never_predicted_scores_zero_precision_without_warning():

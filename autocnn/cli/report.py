@@ -6,9 +6,11 @@ from autocnn.tables import format_table
 
 
 def metric_rows(m: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """Accuracy, then precision, recall and F1 (macro and weighted), as (label, value) rows."""
+    """Accuracy (and balanced accuracy, where known), then precision, recall and F1 (macro and
+    weighted), as (label, value) rows."""
+    balanced = (f", balanced {m['balanced_accuracy']:.4f}" if "balanced_accuracy" in m else "")
     return [
-        (f"{prefix}accuracy", f"{m['accuracy']:.4f}"),
+        (f"{prefix}accuracy", f"{m['accuracy']:.4f}{balanced}"),
         (f"{prefix}precision", f"macro {m['precision_macro']:.4f}, weighted "
                                f"{m['precision_weighted']:.4f}"),
         (f"{prefix}recall", f"macro {m['recall_macro']:.4f}, weighted {m['recall_weighted']:.4f}"),
