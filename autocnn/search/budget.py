@@ -73,12 +73,13 @@ class SearchBudget:
     final training's seconds given a trial and its seconds per epoch (None: no final
     training), kept for the ``finalists`` best trials so far; ``cost``: a cost.TrialCost that
     predicts a configuration's seconds before it runs; ``capped``: whether the reserve holds
-    at most RESERVE_SHARE of the training time (the last rung's)."""
+    at most RESERVE_SHARE of the training time (the last rung's); ``full_epoch``: a final
+    training's seconds per epoch given its trial's (None: not predicted)."""
 
     def __init__(self, clock: Clock, final=None, finalists: int = 1, cost=None,
-                 capped: bool = False):
+                 capped: bool = False, full_epoch=None):
         self.clock, self.final, self.finalists, self.cost = clock, final, finalists, cost
-        self.capped = capped
+        self.capped, self.full_epoch = capped, full_epoch
 
     @property
     def limited(self) -> bool:
@@ -132,6 +133,15 @@ class SearchBudget:
             return None
         return (f"{what} would take about {format_duration(needed)}, the budget has "
                 f"{format_duration(max(left, 0))} left for it")
+
+    def final_epochs(self, per_epoch: float | None, epochs: int) -> int:
+        """The epochs a final training can take in the time left, at most ``epochs``: a
+        learning-rate schedule over them then ends with the budget, instead of being cut off
+        halfway (a cosine schedule's last, slow epochs are where it gains the most)."""
+        if not self.limited or self.full_epoch is None or not per_epoch:
+            return epochs
+        fit = int(self.clock.training_remaining // self.full_epoch(per_epoch))
+        return max(1, min(epochs, fit))
 
     def final_deadline(self) -> list:
         """The callbacks that end the final training with the budget."""
@@ -219,6 +229,16 @@ def final_seconds(config, dataset, trial_images: int):
     return lambda trial, per_epoch: per_epoch * (trial.best_step + 1) * scale
 
 
+def full_epoch_seconds(config, dataset, trial_images: int):
+    """A last-rung finalist's seconds per epoch on all the training images, from its trial's
+    on ``trial_images`` (both with the whole validation split); None off the last rung."""
+    if not last_rung(config):
+        return None
+    share = cost_module.VALIDATION_SHARE * len(dataset.val)
+    scale = (len(dataset.train) + share) / (trial_images + share)
+    return lambda per_epoch: per_epoch * scale
+
+
 def final_epochs(config, first_rung: int | None) -> int:
     """The epochs a new configuration's final training is expected to take, as
     `final_seconds` counts them: on the last rung, its trial's best epoch and ``patience``
@@ -244,4 +264,5 @@ def for_search(config, dataset, hypermodel, trial_images: int, clock: Clock) -> 
                                  final_epochs(config, first_rung))
     return SearchBudget(clock, final_seconds(config, dataset, trial_images),
                         config.finalists if last_rung(config) else 1, cost,
-                        capped=last_rung(config))
+                        capped=last_rung(config),
+                        full_epoch=full_epoch_seconds(config, dataset, trial_images))

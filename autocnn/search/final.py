@@ -74,10 +74,14 @@ def _last_rung(config, hypermodel, tuner, dataset, budget) -> FinalModel:
         if refused:
             log.info(f"trial {number}: skipped, {refused}")
             continue
+        epochs = budget.final_epochs(tuner.epoch_seconds.get(trial.trial_id), config.epochs)
+        if epochs < config.epochs:
+            log.info(f"trial {number}: {epochs} epochs fit in the time left; its learning-rate "
+                     "schedule spans them")
         started = time.monotonic()
         model, history = train_in_full(hypermodel, trial, dataset, config,
                                        budget.final_deadline(),
-                                       label=f"finalist trial {number}")
+                                       label=f"finalist trial {number}", epochs=epochs)
         score = max(history.get(OBJECTIVE) or [0.0])
         scores[trial.trial_id] = score
         epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
@@ -122,11 +126,12 @@ def retrain(hypermodel, trial, dataset, config, callbacks=()):
     return model, history.history
 
 
-def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="training"):
+def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="training",
+                  epochs=None):
     """The last rung (see budget.last_rung): the trial's configuration trained afresh on all the
-    training images for up to ``config.epochs`` epochs, stopped ``config.patience`` epochs
-    after validation accuracy last improved, with the weights of its best epoch; its progress
-    shown as ``label``."""
+    training images for up to ``epochs`` (default ``config.epochs``), stopped
+    ``config.patience`` epochs after validation accuracy last improved, with the weights of its
+    best epoch; its progress shown as ``label``."""
     callbacks = [*callbacks, *_progress(label, trial, hypermodel, config)]
     model = _fresh_model(hypermodel, trial, config)
     train = dataset.batches(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
@@ -134,8 +139,8 @@ def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="train
     stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience,
                                          restore_best_weights=True)
     history = hypermodel.fit(trial.hyperparameters, model, train, validation_data=val,
-                             epochs=config.epochs, shuffle=False, verbose=config.verbose,
-                             callbacks=[stop, *callbacks])
+                             epochs=epochs or config.epochs, shuffle=False,
+                             verbose=config.verbose, callbacks=[stop, *callbacks])
     return model, history.history
 
 

@@ -185,3 +185,20 @@ def test_the_final_training_is_counted_at_the_best_epoch(fraction, expected):
     trial = type("T", (), {"best_step": 0})()
     seconds = budgets.final_seconds(config, dataset, int(100 * fraction))
     assert seconds(trial, 1.0) == pytest.approx(expected)
+
+
+def test_a_finalists_epochs_are_those_the_time_left_affords():
+    """So that its learning-rate schedule ends with the budget rather than being cut off."""
+    config = SearchConfig(trial_fraction=0.25, epochs=20)
+    dataset = type("D", (), {"train": range(400), "val": range(150)})()
+    per_epoch = budgets.full_epoch_seconds(config, dataset, 100)
+    assert per_epoch(10.0) == pytest.approx(10.0 * (400 + 50) / (100 + 50))  # 30 s
+    assert budgets.full_epoch_seconds(SearchConfig(), dataset, 100) is None  # no last rung
+    clock = Clock()
+    budget = budgets.SearchBudget(budgets.Clock(600, clock=clock), full_epoch=per_epoch)
+    assert budget.final_epochs(10.0, 20) == 19  # 570 s for training, 30 s an epoch
+    assert budget.final_epochs(10.0, 12) == 12 and budget.final_epochs(None, 20) == 20
+    clock.now += 560
+    assert budget.final_epochs(10.0, 20) == 1  # even with 10 s left, an epoch (the deadline cuts)
+    assert budgets.SearchBudget(budgets.Clock(None), full_epoch=per_epoch).final_epochs(
+        10.0, 20) == 20
