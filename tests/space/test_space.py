@@ -16,7 +16,7 @@ DEFAULTS = {
     "l2": 0.0,
     "pooling": "max", "pool_size": 2, "head": "flatten", "dense_units": 64, "dense_units_2": 0,
     "dropout": 0.2,
-    "label_smoothing": 0.0, "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "constant",
+    "label_smoothing": 0.0, "optimizer": "adam", "learning_rate": 1e-3, "lr_schedule": "cosine",
 }
 SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
 TRAINED_SHAPE = (32, 32, 3)
