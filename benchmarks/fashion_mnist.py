@@ -100,8 +100,10 @@ def main(argv=None):
         table = report(rows, dataset, args, _earlier_rows(path, dataset, args.seed, methods),
                        _earlier_rows(path, dataset, args.seed, (), together=True))
         (out / "fashion_mnist.md").write_text(table)
-        if any(r.get("curve") for r in rows):
-            plot_anytime(rows, out / "fashion_mnist_anytime.png")
+        curves = keep_curves(out / "fashion_mnist_curves.json", _data_line(dataset, args.seed),
+                             "alone", rows)
+        if curves:
+            plot_anytime(curves, out / "fashion_mnist_anytime.png")
     print(f"\n{table}\nwritten to {out / 'fashion_mnist.md'}")
 
 
@@ -167,8 +169,27 @@ def anytime(tracking_uri: str, run_id: str) -> list[tuple[float, float]]:
     return curve
 
 
+def keep_curves(path: Path, data_line: str, kind: str, rows) -> list[dict]:
+    """The anytime curves of ``kind`` ("alone" or "together") kept in ``path`` for this data,
+    with those of ``rows`` replacing their methods'; the file keeps them for later runs."""
+    import json
+
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    if stored.get("data") != data_line:
+        stored = {"data": data_line}
+    curves = stored.setdefault(kind, {})
+    if kind == "together":
+        curves.clear()  # one comparison: the methods started together this time
+    for row in rows:
+        if row.get("curve"):
+            curves[row["method"]] = {"budget": row["budget"], "curve": row["curve"]}
+    path.write_text(json.dumps(stored, indent=1))
+    return [{"method": method, **kept} for method, kept in curves.items()]
+
+
 def plot_anytime(rows, path: Path) -> None:
-    """Each method's best validation accuracy against wall time, one PNG."""
+    """Each method's best validation accuracy against wall time, one PNG (``rows``: each
+    with its method, budget and curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -399,7 +420,7 @@ def run_together(methods, args) -> None:
             started[method] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
             log.close()  # the child has its own copy
             print(f"started {method}: its progress in {folder}/{method}.log", flush=True)
-        rows = []
+        rows, curves = [], []
         for method, process in started.items():
             table = Path(f"{folder}/{method}/fashion_mnist.md")
             if process.wait() or not table.exists():
@@ -408,6 +429,7 @@ def run_together(methods, args) -> None:
             rows += [row for row in table.read_text().splitlines()
                      if row.startswith(f"| {method} |")]
             print(rows[-1], flush=True)
+            curves += _curves(Path(f"{folder}/{method}/fashion_mnist_curves.json"))
     from autocnn import DataConfig, load_data
 
     dataset = _data(load_data(DataConfig(dataset=args.dataset, data_dir=args.data_dir,
@@ -415,7 +437,21 @@ def run_together(methods, args) -> None:
     path = Path(args.output) / "fashion_mnist.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report([], dataset, args, _earlier_rows(path, dataset, args.seed, ()), rows))
+    kept = keep_curves(path.parent / "fashion_mnist_curves.json", _data_line(dataset, args.seed),
+                       "together", curves)
+    if kept:
+        plot_anytime(kept, path.parent / "fashion_mnist_together.png")
     print(f"\n{path.read_text()}\nwritten to {path}")
+
+
+def _curves(path: Path) -> list[dict]:
+    """A child's rows of curves (method, budget, curve), from its curves file."""
+    import json
+
+    if not path.exists():
+        return []
+    alone = json.loads(path.read_text()).get("alone", {})
+    return [{"method": method, **kept} for method, kept in alone.items()]
 
 
 def _shared_arguments(args) -> list[str]:

@@ -1,6 +1,7 @@
 """A smoke run of the Fashion-MNIST benchmark: a tiny budget on a subset, through its command
 line, writing its table (the benchmark itself runs with `make bench`)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,13 +38,18 @@ def test_the_benchmark_writes_its_table(tmp_path):
                                           ["| reference", "5s"]]
     assert again[0] == autocnn
     # Methods started together get a table of their own; the others' rows stay.
-    table, together = run_benchmark(dataset, "15s", "best-preset,reference", tmp_path,
+    table, together = run_benchmark(dataset, "30s", "best-preset,reference", tmp_path,
                                     "--together")
     alone, pair = table.split("## Started together, sharing the machine")
     assert "| reference | 5s |" in alone and "| best-preset |" not in alone
     assert [row[:2] for row in together] == [*(row[:2] for row in again),
-                                             ["| best-preset", "15s"], ["| reference", "15s"]]
+                                             ["| best-preset", "30s"], ["| reference", "30s"]]
     assert 0 < float(together[-2][2]) <= 1  # VGG-13 alone trained and was scored
+    # The anytime curves are kept for later runs: autocnn's alone, best-preset's together.
+    curves = json.loads((tmp_path / "fashion_mnist_curves.json").read_text())
+    assert set(curves["alone"]) == {"autocnn"} and set(curves["together"]) == {"best-preset"}
+    assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000
+    assert (tmp_path / "fashion_mnist_together.png").stat().st_size > 5000
 
 
 def test_an_unknown_method_is_refused():
