@@ -1,0 +1,176 @@
+"""The training recipe, one piece at a time: each on its own against the model's own recipe.
+
+Every row trains the same model for the same epochs on the same images from the same seed, and
+changes one hyperparameter of the recipe (or all of them, last): label smoothing, random
+erasing, AdamW's decoupled weight decay, a cosine learning-rate schedule, horizontal flips.
+Test accuracy is that of the epoch best on validation, as a search keeps it.
+The models are the space's defaults and VGG-13 (the preset a person would pick). What it
+measures is test accuracy after the epochs, not speed: the rows may share a machine.
+
+    python benchmarks/recipe.py                            # Fashion-MNIST, 12,000 images
+    python benchmarks/recipe.py --models defaults --epochs 3 --train 1000 --output /tmp/r
+"""
+
+import argparse
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# One change each from the model's own recipe; "all" takes every change together.
+VARIANTS = {
+    "own recipe": {},
+    "label smoothing 0.1": {"label_smoothing": 0.1},
+    "random erasing 0.5": {"erasing": 0.5},
+    "AdamW": {"optimizer": "adamw"},
+    "cosine schedule": {"lr_schedule": "cosine"},
+    "horizontal flips": {"flip": "horizontal"},
+}
+MODELS = ("defaults", "vgg13")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--train", type=int, default=12000,
+                        help="training images (stratified); validation: a quarter as many")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--variants", default=",".join(VARIANTS) + ",all",
+                        help="comma-separated, from: " + ", ".join([*VARIANTS, "all"]))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - {*VARIANTS, "all"})
+    if unknown:
+        parser.error(f"unknown variant {', '.join(unknown)}: choose from "
+                     f"{', '.join([*VARIANTS, 'all'])}")
+
+    from autocnn import DataConfig, load_data
+
+    dataset = subset(load_data(DataConfig(dataset=args.dataset, data_dir=args.data_dir,
+                                          seed=args.seed)), args.train, args.seed)
+    print(dataset.summary(), flush=True)
+    rows = []
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    earlier = earlier_rows(out / "recipe.md", data_line(dataset, args),
+                           {(m, v) for m in models for v in variants})
+    for model in models:
+        for variant in variants:
+            row = train(dataset, model, variant, args)
+            rows.append(row)
+            print(format_row(row, rows, earlier), flush=True)
+            (out / "recipe.md").write_text(report(rows, dataset, args, earlier))
+    print(f"\nwritten to {out / 'recipe.md'}")
+
+
+def subset(dataset, train: int, seed: int):
+    """``train`` training images and a quarter as many validation images, stratified; the
+    whole test split."""
+    import dataclasses
+
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    def share(split, count):
+        if count >= len(split):
+            return split
+        _, kept = train_test_split(np.arange(len(split)), test_size=count, stratify=split.labels,
+                                   random_state=seed)
+        return split.take(np.sort(kept))
+
+    return dataclasses.replace(dataset, train=share(dataset.train, train),
+                               val=share(dataset.val, train // 4))
+
+
+def rules_for(dataset, model: str, variant: str) -> dict:
+    from autocnn import get_preset
+
+    own = get_preset(model, dataset.input_shape) if model != "defaults" else {}
+    changes = ({k: v for change in VARIANTS.values() for k, v in change.items()}
+               if variant == "all" else VARIANTS[variant])
+    return {**own, **changes}
+
+
+def train(dataset, model: str, variant: str, args) -> dict:
+    """One training of ``model`` with ``variant``'s recipe: its best validation accuracy and
+    the test accuracy of that epoch's weights."""
+    import keras
+    import keras_tuner as kt
+    import numpy as np
+
+    from autocnn import CNNHyperModel
+
+    keras.utils.set_random_seed(args.seed)
+    keras.backend.clear_session()
+    hypermodel = CNNHyperModel(dataset.input_shape, dataset.num_classes,
+                               rules=rules_for(dataset, model, variant))
+    hp = kt.HyperParameters()
+    network = hypermodel.build(hp)
+    # The weights of the best epoch on validation, as a search keeps them: a last epoch at a
+    # constant learning rate scores a point up or down by chance.
+    best = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                         patience=args.epochs, restore_best_weights=True)
+    started = time.monotonic()
+    history = hypermodel.fit(
+        hp, network, dataset.batches(dataset.train, 64, shuffle=True, seed=args.seed),
+        validation_data=dataset.batches(dataset.val, 256), epochs=args.epochs, shuffle=False,
+        callbacks=[best], verbose=0)
+    seconds = time.monotonic() - started
+    probabilities = network.predict(dataset.batches(dataset.test, 256), verbose=0)
+    test = float(np.mean(np.argmax(probabilities, axis=-1) == dataset.test.labels))
+    return {"model": model, "variant": variant, "epochs": args.epochs, "seconds": seconds,
+            "val": max(history.history["val_accuracy"]), "test": test,
+            "when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}"}
+
+
+def format_row(row, rows, earlier=()) -> str:
+    """``row`` as a table row, its test accuracy against the same model's own recipe (from
+    ``rows`` of this run, else from the ``earlier`` table rows)."""
+    base = next((r["test"] for r in rows if r["model"] == row["model"]
+                 and r["variant"] == "own recipe" and r is not row), None)
+    for line in earlier:
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if base is None and cells[:2] == [row["model"], "own recipe"]:
+            base = float(cells[4])
+    own = row["variant"] == "own recipe"
+    delta = f"{100 * (row['test'] - base):+.2f}" if base is not None and not own else ""
+    return (f"| {row['model']} | {row['variant']} | {row['epochs']} | {row['val']:.4f} | "
+            f"{row['test']:.4f} | {delta} | {row['seconds']:.0f} | {row['when']} |")
+
+
+def data_line(dataset, args) -> str:
+    return (f"{len(dataset.train)} train / {len(dataset.val)} validation / "
+            f"{len(dataset.test)} test images; seed {args.seed}")
+
+
+def earlier_rows(path: Path, line: str, rerun: set) -> list[str]:
+    """The rows of a table written before on the same data, but those of ``rerun`` (pairs of
+    model and variant), in the table's order."""
+    if not path.exists() or line not in path.read_text().splitlines():
+        return []
+    rows = [row for row in path.read_text().splitlines()
+            if row.startswith("| ") and not row.startswith("| model |")]
+    return [row for row in rows if tuple(c.strip() for c in row.split("|")[1:3]) not in rerun]
+
+
+def report(rows, dataset, args, earlier=()) -> str:
+    import platform
+
+    header = ("| model | recipe | epochs | best val accuracy | test accuracy | "
+              "points against its own | seconds | finished (UTC) |\n" + "|---" * 8 + "|\n")
+    lines = [*earlier, *(format_row(row, rows[:i + 1], earlier) for i, row in enumerate(rows))]
+    return (f"# {dataset.name}: the training recipe, one piece at a time\n\n"
+            f"{data_line(dataset, args)}\n{platform.machine()}, {os.cpu_count()} cores; the "
+            f"points are test accuracy against the same model's own recipe\n\n{header}"
+            + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
