@@ -16,7 +16,6 @@ import itertools
 import os
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -80,6 +79,7 @@ def measure(dataset, model_name, precision, xla, path, arrays, pipeline, args):
     """Images/s of one cell, and the model's parameters."""
     import keras
     import keras_tuner as kt
+    from throughput import epoch_timer
 
     from autocnn import CNNHyperModel, get_preset
 
@@ -118,24 +118,6 @@ def memory_line() -> str:
     return (f"GPU memory: peak {peak:.1f} GiB in this process"
             + (f" of {total / 2**30:.0f} GiB" if total else "")
             + f"; memory growth {'on' if growth else 'OFF: the process takes the whole card'}.\n")
-
-
-def epoch_timer():
-    """A Keras callback that keeps each epoch's seconds."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.began = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.began)
-
-    return EpochTimer()
 
 
 if __name__ == "__main__":

@@ -54,17 +54,6 @@ def main(argv=None):
     # 64 a batch, as a search's input yields them (each trial rebatches to its own size).
     pipeline = dataset.batches(train, 64, shuffle=True, seed=args.seed)
 
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.began = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.began)
-
     def bare(timer):
         model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
                   verbose=0, callbacks=[timer])
@@ -76,7 +65,7 @@ def main(argv=None):
     speeds = {"bare": [], "autocnn": []}
     for round_ in range(1, args.rounds + 1):
         for name, fit in (("bare", bare), ("autocnn", through_autocnn)):
-            timer = EpochTimer()
+            timer = epoch_timer()
             fit(timer)
             speeds[name] += [len(train) / seconds for seconds in timer.seconds[1:]]
         print(f"round {round_}: bare {speeds['bare'][-1]:,.0f} images/s, autocnn "
@@ -96,6 +85,24 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "throughput.md").write_text(table)
     print(f"\n{table}\nwritten to {out / 'throughput.md'}")
+
+
+def epoch_timer():
+    """A Keras callback that keeps each epoch's seconds (``.seconds``)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.began)
+
+    return EpochTimer()
 
 
 if __name__ == "__main__":
