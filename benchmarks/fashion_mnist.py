@@ -199,10 +199,11 @@ def plot_anytime(rows, path: Path) -> None:
     for row in rows:
         if row.get("curve"):
             seconds, scores = zip(*row["curve"])
-            axes.step([s / 60 for s in seconds], scores, where="post",
-                      label=f"{row['method']} ({row['budget']})")
+            # Markers: a method of one trial has one point, which a step line alone hides.
+            axes.step([s / 60 for s in seconds], scores, where="post", marker="o",
+                      markersize=4, label=f"{row['method']} ({row['budget']})")
     axes.set(xlabel="minutes since the search began", ylabel="best validation accuracy so far",
-             title="Anytime performance (trials' validation accuracy)")
+             title="Anytime performance (each trial's end; the final training not shown)")
     axes.set_ylim(bottom=max(0.0, min(min(s for _, s in r["curve"]) for r in rows
                                      if r.get("curve")) - 0.02))
     axes.grid(alpha=0.3)
