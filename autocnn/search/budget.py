@@ -239,7 +239,7 @@ def full_epoch_seconds(config, dataset, trial_images: int):
     return lambda per_epoch: per_epoch * scale
 
 
-def final_epochs(config, first_rung: int | None) -> int:
+def expected_final_epochs(config, first_rung: int | None) -> int:
     """The epochs a new configuration's final training is expected to take, as
     `final_seconds` counts them: on the last rung, its trial's best epoch and ``patience``
     more; a first-rung trial's best epoch is at most that rung's last."""
@@ -261,7 +261,7 @@ def for_search(config, dataset, hypermodel, trial_images: int, clock: Clock) -> 
     first_rung = auto.rungs(config.epochs)[0] if config.tuner == "auto" else None
     cost = cost_module.TrialCost(hypermodel, trial_images, len(dataset.val), config.epochs,
                                  final_images(config, dataset), first_rung,
-                                 final_epochs(config, first_rung))
+                                 expected_final_epochs(config, first_rung))
     return SearchBudget(clock, final_seconds(config, dataset, trial_images),
                         config.finalists if last_rung(config) else 1, cost,
                         capped=last_rung(config),

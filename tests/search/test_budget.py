@@ -109,9 +109,9 @@ def test_a_capped_final_training_needs_only_its_trials_steps():
 
 def test_a_new_configurations_final_training_is_counted_at_the_epochs_it_will_take():
     last_rung = SearchConfig(trial_fraction=0.25, epochs=15, patience=5)
-    assert budgets.final_epochs(last_rung, first_rung=2) == 7  # the first rung's 2, then 5 more
-    assert budgets.final_epochs(last_rung, first_rung=None) == 15
-    assert budgets.final_epochs(SearchConfig(epochs=15, patience=5), first_rung=2) == 15
+    assert budgets.expected_final_epochs(last_rung, first_rung=2) == 7  # 2, then 5 more
+    assert budgets.expected_final_epochs(last_rung, first_rung=None) == 15
+    assert budgets.expected_final_epochs(SearchConfig(epochs=15, patience=5), first_rung=2) == 15
 
 
 def _fake_training(scores):
