@@ -23,7 +23,7 @@ Each row: test accuracy, macro F1, wall time, trials, the best model's parameter
 inference speed (images/s, `model.predict` in batches of 256, after a warm-up). The table goes to
 OUTPUT/fashion_mnist.md with the hardware it ran on, and is printed.
 
-    python benchmarks/fashion_mnist.py                       # 60 minutes each: about 4 hours
+    python benchmarks/fashion_mnist.py                       # 60 minutes each: about 6 hours
     python benchmarks/fashion_mnist.py --budget 10m --only autocnn,reference
     python benchmarks/fashion_mnist.py --budget 60m --only autocnn,best-preset --together
     python benchmarks/fashion_mnist.py --dataset digits --budget 15s --output /tmp/bench
