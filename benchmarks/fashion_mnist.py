@@ -184,6 +184,11 @@ def keep_curves(path: Path, data_line: str, kind: str, rows) -> list[dict]:
         if row.get("curve"):
             curves[row["method"]] = {"budget": row["budget"], "curve": row["curve"]}
     path.write_text(json.dumps(stored, indent=1))
+    return _curve_rows(curves)
+
+
+def _curve_rows(curves: dict) -> list[dict]:
+    """Kept curves (method -> budget and curve) as rows for plot_anytime."""
     return [{"method": method, **kept} for method, kept in curves.items()]
 
 
@@ -451,8 +456,7 @@ def _curves(path: Path) -> list[dict]:
 
     if not path.exists():
         return []
-    alone = json.loads(path.read_text()).get("alone", {})
-    return [{"method": method, **kept} for method, kept in alone.items()]
+    return _curve_rows(json.loads(path.read_text()).get("alone", {}))
 
 
 def _shared_arguments(args) -> list[str]:
