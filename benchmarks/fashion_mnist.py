@@ -4,8 +4,9 @@ the same wall-clock budget, on the same train / validation / test split.
 1. autocnn: its search, retraining and evaluation, as `autocnn search --tuner auto
    --epochs 20 --patience 4 --trial-fraction 0.25 --time-budget BUDGET` runs it (each trial on a
    quarter of the training images, at 2, 6 or 20 epochs as it earns them, the best two then
-   trained on all of them, validation choosing the epoch and the winner); `autocnn-bayesian` is
-   the same with `--tuner bayesian` (KerasTuner's Gaussian-process oracle, warm-started);
+   trained on all of them, validation choosing the epoch and the winner); `autocnn-random` and
+   `autocnn-bayesian` are the same with `--tuner random` and `--tuner bayesian` (KerasTuner's
+   oracles, warm-started, every trial at the full epochs);
 2. the reference CNN (CONV 16 5x5 pad 2 -> BN -> ReLU -> max-pool 2 -> CONV 32 5x5 pad 2 -> BN
    -> ReLU -> max-pool 2 -> dense), trained with Adam until the budget ends, early stopping on
    validation accuracy (best weights restored);
@@ -40,11 +41,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-METHODS = ("autocnn", "autocnn-bayesian", "reference", "hyperresnet", "hyperxception",
-           "best-preset")
+METHODS = ("autocnn", "autocnn-random", "autocnn-bayesian", "reference", "hyperresnet",
+           "hyperxception", "best-preset")
 TOGETHER = "## Started together, sharing the machine"
 COLUMNS = ("method", "budget", "test accuracy", "macro F1", "wall time", "trials",
-           "parameters", "inference images/s", "finished (UTC)")
+           "parameters", "inference images/s", "finished (UTC)", "machine")
+HEADER = f"| {' | '.join(COLUMNS)} |\n|{'|'.join(' --- ' for _ in COLUMNS)}|\n"
 
 
 def main(argv=None):
@@ -91,17 +93,17 @@ def main(argv=None):
         started = time.monotonic()
         row = RUNNERS[method](dataset, budget, args)
         row.update(method=method, seconds=time.monotonic() - started, budget=args.budget,
-                   when=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}")
+                   when=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}", machine=_machine())
         rows.append(row)
         print(_format_row(row), flush=True)
         # After each method, so a long run keeps what it has; rows of methods this run did not
         # rerun stay, when they ran on the same data.
         path = out / "fashion_mnist.md"
         table = report(rows, dataset, args, _earlier_rows(path, dataset, args.seed, methods),
-                       _earlier_rows(path, dataset, args.seed, (), together=True))
+                       _earlier_runs(path, dataset, args.seed))
         (out / "fashion_mnist.md").write_text(table)
         curves = keep_curves(out / "fashion_mnist_curves.json", _data_line(dataset, args.seed),
-                             "alone", rows)
+                             rows)
         if curves:
             plot_anytime(curves, out / "fashion_mnist_anytime.png")
     print(f"\n{table}\nwritten to {out / 'fashion_mnist.md'}")
@@ -169,17 +171,19 @@ def anytime(tracking_uri: str, run_id: str) -> list[tuple[float, float]]:
     return curve
 
 
-def keep_curves(path: Path, data_line: str, kind: str, rows) -> list[dict]:
-    """The anytime curves of ``kind`` ("alone" or "together") kept in ``path`` for this data,
-    with those of ``rows`` replacing their methods'; the file keeps them for later runs."""
+def keep_curves(path: Path, data_line: str, rows, run: str | None = None) -> list[dict]:
+    """The anytime curves kept in ``path`` for this data, with those of ``rows`` replacing
+    their methods': of the methods run alone, or of the ``run`` of methods started together
+    (a name such as "autocnn vs best-preset"). The file keeps them for later runs."""
     import json
 
     stored = json.loads(path.read_text()) if path.exists() else {}
     if stored.get("data") != data_line:
         stored = {"data": data_line}
-    curves = stored.setdefault(kind, {})
-    if kind == "together":
-        curves.clear()  # one comparison: the methods started together this time
+    if run is None:
+        curves = stored.setdefault("alone", {})
+    else:  # one comparison: the methods started together this time
+        curves = stored.setdefault("together", {})[run] = {}
     for row in rows:
         if row.get("curve"):
             curves[row["method"]] = {"budget": row["budget"], "curve": row["curve"]}
@@ -357,19 +361,21 @@ def _format_row(row) -> str:
     return (f"| {row['method']} | {row['budget']} | {number('accuracy', '.4f')} | "
             f"{number('f1', '.4f')} | {format_duration(row['seconds'])} | "
             f"{row.get('trials', 0)} | {number('parameters', ',')} | "
-            f"{number('images_per_second', ',.0f')} | {row['when']} |")
+            f"{number('images_per_second', ',.0f')} | {row['when']} | {row['machine']} |")
 
 
 def report(rows, dataset, args, earlier=(), together=()) -> str:
     """The markdown table, with what it ran on; ``earlier``: rows kept from a previous run;
-    ``together``: the rows of methods started together, a table of their own."""
-    header = (f"| {' | '.join(COLUMNS)} |\n|{'|'.join(' --- ' for _ in COLUMNS)}|\n")
+    ``together``: a table of its own for each set of methods started together, as
+    (methods, rows)."""
     lines = "\n".join([*earlier, *(_format_row(row) for row in rows)])
-    pair = (f"\n{TOGETHER}\n\nStarted at the same time, each in its own process, on the "
-            f"same machine.\n\n{header}" + "\n".join(together) + "\n") if together else ""
+    runs = "".join(f"\n### {', '.join(methods)}\n\n{HEADER}" + "\n".join(run) + "\n"
+                   for methods, run in together)
+    pairs = (f"\n{TOGETHER}\n\nStarted at the same time, each in its own process, on the "
+             f"same machine: a table for each run.\n{runs}") if together else ""
     return (f"# {dataset.name}: the same wall-clock budget for each method\n\n"
-            f"{_data_line(dataset, args.seed)}\n{_hardware()}\n\nEach alone on the machine."
-            f"\n\n{header}{lines}\n{pair}")
+            f"{_data_line(dataset, args.seed)}\nThe latest run's machine: {_hardware()}\n\n"
+            f"Each alone on the machine.\n\n{HEADER}{lines}\n{pairs}")
 
 
 def _data_line(dataset, seed) -> str:
@@ -377,15 +383,40 @@ def _data_line(dataset, seed) -> str:
             f"{len(dataset.test)} test images; seed {seed}")
 
 
-def _earlier_rows(path: Path, dataset, seed, methods, together=False) -> list[str]:
-    """The rows of a table written before on the same data and split, for the methods not in
-    ``methods``, in the table's order: of the methods run alone, or ``together``."""
-    if not path.exists() or _data_line(dataset, seed) not in path.read_text().splitlines():
+def _earlier_rows(path: Path, dataset, seed, methods) -> list[str]:
+    """The rows of the methods run alone in a table written before on the same data and split,
+    but for the methods in ``methods``, in the table's order."""
+    if not _same_data(path, dataset, seed):
         return []
-    alone, _, pair = path.read_text().partition(TOGETHER)
-    rows = [line for line in (pair if together else alone).splitlines()
-            if line.startswith("| ")]
-    return [row for row in rows[2:] if row.split("|")[1].strip() not in methods]
+    alone = path.read_text().partition(TOGETHER)[0]
+    rows = [line for line in alone.splitlines() if line.startswith("| ")]
+    return [row for row in rows[2:] if _method(row) not in methods]
+
+
+def _earlier_runs(path: Path, dataset, seed, methods=None) -> list[tuple[list[str], list[str]]]:
+    """The tables of methods started together written before on the same data and split, as
+    (methods, rows), but for a run of the same ``methods`` (a new run replaces it)."""
+    if not _same_data(path, dataset, seed):
+        return []
+    runs = []
+    for table in path.read_text().partition(TOGETHER)[2].split("\n### ")[1:]:
+        rows = [line for line in table.splitlines() if line.startswith("| ")][2:]
+        if rows and sorted(map(_method, rows)) != sorted(methods or ()):
+            runs.append(([_method(row) for row in rows], rows))
+    return runs
+
+
+def _same_data(path: Path, dataset, seed) -> bool:
+    return path.exists() and _data_line(dataset, seed) in path.read_text().splitlines()
+
+
+def _method(row: str) -> str:
+    return row.split("|")[1].strip()
+
+
+def _machine() -> str:
+    """The CPU's model and cores, and the GPUs', short, for a row of the table."""
+    return _hardware().split(";")[0]
 
 
 def _hardware() -> str:
@@ -434,7 +465,9 @@ def run_together(methods, args) -> None:
                          + Path(f"{folder}/{method}.log").read_text()[-2000:])
             rows += [row for row in table.read_text().splitlines()
                      if row.startswith(f"| {method} |")]
-            print(rows[-1], flush=True)
+            # The search's closing lines (its trials, finalists and summary), before the log goes.
+            log_lines = Path(f"{folder}/{method}.log").read_text().splitlines()
+            print(f"\n== {method}\n" + "\n".join(log_lines[-40:]), flush=True)
             curves += _curves(Path(f"{folder}/{method}/fashion_mnist_curves.json"))
     from autocnn import DataConfig, load_data
 
@@ -442,11 +475,14 @@ def run_together(methods, args) -> None:
                                          seed=args.seed)), args)
     path = Path(args.output) / "fashion_mnist.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report([], dataset, args, _earlier_rows(path, dataset, args.seed, ()), rows))
+    earlier = _earlier_runs(path, dataset, args.seed, methods)
+    path.write_text(report([], dataset, args, _earlier_rows(path, dataset, args.seed, ()),
+                           [*earlier, (methods, rows)]))
+    run = " vs ".join(methods)
     kept = keep_curves(path.parent / "fashion_mnist_curves.json", _data_line(dataset, args.seed),
-                       "together", curves)
+                       curves, run)
     if kept:
-        plot_anytime(kept, path.parent / "fashion_mnist_together.png")
+        plot_anytime(kept, path.parent / f"fashion_mnist_together_{run.replace(' ', '_')}.png")
     print(f"\n{path.read_text()}\nwritten to {path}")
 
 
@@ -470,6 +506,8 @@ def _shared_arguments(args) -> list[str]:
 
 
 RUNNERS = {"autocnn": run_autocnn, "best-preset": run_best_preset,
+           "autocnn-random": lambda dataset, budget, args: run_autocnn(dataset, budget, args,
+                                                                       tuner="random"),
            "autocnn-bayesian": lambda dataset, budget, args: run_autocnn(dataset, budget, args,
                                                                          tuner="bayesian"),
            "reference": run_reference, "hyperresnet": run_hyperresnet,

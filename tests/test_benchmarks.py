@@ -47,9 +47,11 @@ def test_the_benchmark_writes_its_table(tmp_path):
     assert 0 < float(together[-2][2]) <= 1  # VGG-13 alone trained and was scored
     # The anytime curves are kept for later runs: autocnn's alone, best-preset's together.
     curves = json.loads((tmp_path / "fashion_mnist_curves.json").read_text())
-    assert set(curves["alone"]) == {"autocnn"} and set(curves["together"]) == {"best-preset"}
+    assert set(curves["alone"]) == {"autocnn"}
+    assert set(curves["together"]) == {"best-preset vs reference"}
+    assert set(curves["together"]["best-preset vs reference"]) == {"best-preset"}
     assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000
-    assert (tmp_path / "fashion_mnist_together.png").stat().st_size > 5000
+    assert (tmp_path / "fashion_mnist_together_best-preset_vs_reference.png").stat().st_size > 5000
 
 
 def test_an_unknown_method_is_refused():
@@ -72,3 +74,39 @@ def test_the_gpu_check_measures_every_cell_and_says_what_it_ran_on(tmp_path):
         for source in ("bare", "autocnn")]
     assert all(float(cell[5].rstrip(" |").replace(",", "")) > 0 for cell in cells)
     assert "No GPU visible: the figures above are the CPU's." in table  # this machine has none
+
+
+def test_each_run_of_methods_started_together_keeps_a_table_of_its_own(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import fashion_mnist as bench
+
+    dataset = SimpleNamespace(name="digits", train=range(8), val=range(2), test=range(2))
+    args = SimpleNamespace(seed=1)
+    path = tmp_path / "fashion_mnist.md"
+
+    def row(method, accuracy):
+        return bench._format_row({"method": method, "budget": "1m", "accuracy": accuracy,
+                                  "f1": accuracy, "seconds": 60, "trials": 3,
+                                  "parameters": 10, "images_per_second": 5.0,
+                                  "when": "2026-12-01 10:00", "machine": "a CPU, 2 cores"})
+
+    def run_together(*rows):
+        earlier = bench._earlier_runs(path, dataset, 1, [r.split("|")[1].strip() for r in rows])
+        methods = [r.split("|")[1].strip() for r in rows]
+        path.write_text(bench.report([], dataset, args, [], [*earlier, (methods, list(rows))]))
+        return bench._earlier_runs(path, dataset, 1)
+
+    run_together(row("autocnn", 0.9), row("best-preset", 0.8))
+    runs = run_together(row("autocnn", 0.7), row("autocnn-random", 0.6))
+    assert [methods for methods, _ in runs] == [["autocnn", "best-preset"],
+                                                ["autocnn", "autocnn-random"]]
+    assert "| autocnn | 1m | 0.9000 |" in runs[0][1][0] and "a CPU, 2 cores |" in runs[0][1][0]
+    # A new run of the same methods replaces theirs; the other run's table stays.
+    runs = run_together(row("autocnn", 0.95), row("best-preset", 0.85))
+    assert [methods for methods, _ in runs] == [["autocnn", "autocnn-random"],
+                                                ["autocnn", "best-preset"]]
+    assert "| autocnn | 1m | 0.9500 |" in runs[1][1][0]
+    assert bench._earlier_runs(path, SimpleNamespace(name="other", train=range(8), val=range(2),
+                                                     test=range(2)), 1) == []  # other data
