@@ -51,7 +51,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    tuner: str = "random"  # one of TUNERS
+    tuner: str = "auto"  # one of TUNERS
     # Trials to run, rejected architectures included; None: 10, or as many as the time budget
     # allows when there is one (a user who gives a budget expects the budget to decide).
     max_trials: int | None = None

@@ -38,7 +38,7 @@ def test_names_default_to_the_data_set():
 def test_settings_flatten_for_mlflow():
     settings = SearchConfig(data=DataConfig("digits", image_size=(8, 8))).to_dict()
     assert settings["dataset"] == "digits" and settings["image_size"] == (8, 8)
-    assert settings["tuner"] == "random" and "data" not in settings
+    assert settings["tuner"] == "auto" and "data" not in settings
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -29,7 +29,7 @@ def test_one_parent_run_and_one_child_per_trial(searched):
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert parent.data.params["tuner"] == "random"
+    assert parent.data.params["tuner"] == "auto"
     for child in children:
         assert {"family", "num_blocks", "filters", "kernel_size", "pooling"} <= set(
             child.data.params)

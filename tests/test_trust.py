@@ -79,7 +79,7 @@ def test_another_data_set_of_the_same_name_does_not_resume_the_project(faces, ca
 def test_other_settings_that_change_what_a_trial_means_are_refused_on_resume(faces, capsys):
     workdir, first, _ = faces
     code, _, err = run(search(workdir, first, "--tuner", "bayesian"), capsys)
-    assert code == 2 and "tuner 'random' (now 'bayesian')" in err
+    assert code == 2 and "tuner 'auto' (now 'bayesian')" in err
     code, _, err = run(search(workdir, first, "--seed", "3"), capsys)
     assert code == 2 and "seed 42 (now 3)" in err
 
@@ -157,7 +157,7 @@ def test_the_project_record_keeps_its_first_data_and_settings(tmp_path):
     fingerprint = data.load("digits").fingerprint
     search_id = projects.record(folder, config, fingerprint)
     assert projects.record(folder, SearchConfig(tuner="bayesian"), {}) == search_id
-    assert json.loads((folder / "autocnn.json").read_text())["settings"]["tuner"] == "random"
+    assert json.loads((folder / "autocnn.json").read_text())["settings"]["tuner"] == "auto"
     projects.check_resume(config, fingerprint)  # the same: resumes
     projects.check_resume(SearchConfig(tuner_dir=str(tmp_path), project="p", tuner="bayesian",
                                        overwrite=True), {})  # afresh: nothing to compare

@@ -31,15 +31,21 @@ TOURNAMENT = 3
 DRAWS = 50  # attempts at a configuration not tried yet
 
 
-def rungs(max_epochs: int, eta: int = ETA) -> list[int]:
+def rungs(max_epochs: int, eta: int = ETA, trials: int | None = None) -> list[int]:
     """The epochs each rung trains to: three rungs a factor ``eta`` apart, up to
-    ``max_epochs`` (fewer when the epochs are too few to split)."""
+    ``max_epochs`` (fewer when the epochs are too few to split, or when a limit of ``trials``
+    could not fill them)."""
     first = max(1, round(max_epochs / eta**2))
     epochs = [first]
     while epochs[-1] < max_epochs:
         epochs.append(min(max_epochs, epochs[-1] * eta))
     if len(epochs) > 2 and epochs[-1] < 1.5 * epochs[-2]:  # 27 then 30: one rung of 30
         del epochs[-2]
+    # One trial reaches the top of L rungs after 1 + eta + ... + eta^(L-1) trials; with fewer
+    # allowed, the lowest rungs go: three trials of 20 epochs, not three of 2 none continued.
+    while trials is not None and len(epochs) > 1 and trials < sum(eta**k for k in
+                                                                  range(len(epochs))):
+        del epochs[0]
     return epochs
 
 
@@ -100,7 +106,7 @@ class AutoOracle(WarmStart, Evolution):
 
     def __init__(self, *args, max_epochs: int, eta: int = ETA, **kwargs):
         super().__init__(*args, **kwargs)
-        self.eta, self.rungs = eta, rungs(max_epochs, eta)
+        self.eta, self.rungs = eta, rungs(max_epochs, eta, self.max_trials)
 
     def populate_space(self, trial_id):
         promoted = self.promotion()
@@ -120,6 +126,16 @@ class AutoOracle(WarmStart, Evolution):
         # continued trial's fit starts at its initial epoch, and its retraining needs them all.
         start = self.trials[trial_id].hyperparameters.values.get("tuner/initial_epoch", 0)
         return super().update_trial(trial_id, metrics, step=step + start)
+
+    def get_best_trials(self, num_trials=1):
+        """The best completed trials, each configuration judged by its longest training: a
+        trial that went on is superseded by its continuation, even where that scored lower
+        (a few epochs' score on a small validation set is the noisier one, and the final
+        training would take the few epochs' count)."""
+        went_on = {t.hyperparameters.values.get("tuner/trial_id") for t in self.trials.values()
+                   if t.status == "COMPLETED" and t.score is not None}
+        ranked = super().get_best_trials(len(self.trials))
+        return [t for t in ranked if t.trial_id not in went_on][:num_trials]
 
     def promotion(self) -> dict | None:
         """The values of the next promotion, highest rung first, or None."""

@@ -258,7 +258,8 @@ def last_rung(config) -> bool:
 
 def for_search(config, dataset, hypermodel, trial_images: int, clock: Clock) -> SearchBudget:
     """The search process's budget for ``config`` on ``dataset``."""
-    first_rung = auto.rungs(config.epochs)[0] if config.tuner == "auto" else None
+    first_rung = (auto.rungs(config.epochs, trials=config.trial_limit)[0]
+                  if config.tuner == "auto" else None)
     cost = cost_module.TrialCost(hypermodel, trial_images, len(dataset.val), config.epochs,
                                  final_images(config, dataset), first_rung,
                                  expected_final_epochs(config, first_rung))

@@ -19,6 +19,13 @@ def test_rungs_are_a_factor_of_three_apart_up_to_the_epochs(epochs, expected):
     assert rungs(epochs) == expected
 
 
+@pytest.mark.parametrize("trials, expected", [(None, [2, 6, 20]), (13, [2, 6, 20]),
+                                              (12, [6, 20]), (4, [6, 20]), (3, [20]),
+                                              (1, [20])])
+def test_a_trial_limit_keeps_only_the_rungs_it_can_fill(trials, expected):
+    assert rungs(20, trials=trials) == expected
+
+
 def small_space() -> kt.HyperParameters:
     hp = kt.HyperParameters()
     hp.Choice("filters", [16, 32, 64], default=32)
@@ -100,6 +107,12 @@ def test_the_best_third_of_a_rung_goes_on_from_its_checkpoint(tmp_path):
     promoted_trial.status = "COMPLETED"
     made.end_trial(promoted_trial)
     assert made.get_trial(promoted_trial.trial_id).best_step == 2
+    # A configuration is judged by its longest training, even where its first rung scored more.
+    assert [t.trial_id for t in made.get_best_trials(3)] == [
+        promoted_trial.trial_id, first[2].trial_id, first[0].trial_id]
+    made.trials[promoted_trial.trial_id].score = 0.6
+    assert [t.trial_id for t in made.get_best_trials(2)] == [first[2].trial_id,
+                                                             promoted_trial.trial_id]
     # Promoted once: the next trial is a new configuration at the first rung.
     fresh = made.create_trial("t4").hyperparameters.values
     assert fresh["tuner/rung"] == 0 and "tuner/trial_id" not in fresh
