@@ -24,17 +24,17 @@ def run_benchmark(dataset, budget, only, output, *flags):
 
 def test_the_benchmark_writes_its_table(tmp_path):
     dataset = "fashion_mnist" if Path(DEBIAN_FASHION_DIR).is_dir() else "digits"
-    table, rows = run_benchmark(dataset, "20s", "autocnn,reference,hyperresnet", tmp_path)
+    table, rows = run_benchmark(dataset, "12s", "autocnn,reference,hyperresnet", tmp_path)
     assert f"{dataset}: 500 train / 100 validation / 100 test images; seed 42" in table
-    assert [row[:2] for row in rows] == [["| autocnn", "20s"], ["| reference", "20s"],
-                                         ["| hyperresnet", "20s"]]
+    assert [row[:2] for row in rows] == [["| autocnn", "12s"], ["| reference", "12s"],
+                                         ["| hyperresnet", "12s"]]
     autocnn = rows[0]
     assert 0.1 < float(autocnn[2]) <= 1 and int(autocnn[6].replace(",", "")) > 0
     assert "cores" in table  # the hardware it ran on
     assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000  # autocnn's curve
     # A later run of one method replaces its row and keeps the others'.
     _, again = run_benchmark(dataset, "5s", "reference", tmp_path)
-    assert [row[:2] for row in again] == [["| autocnn", "20s"], ["| hyperresnet", "20s"],
+    assert [row[:2] for row in again] == [["| autocnn", "12s"], ["| hyperresnet", "12s"],
                                           ["| reference", "5s"]]
     assert again[0] == autocnn
     # Methods started together get a table of their own; the others' rows stay.
