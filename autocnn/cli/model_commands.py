@@ -78,8 +78,11 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
               help="How many classes to show per image.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
+@click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
+              help="Also draw where the model looked for its top class (a class activation "
+                   "map over each image) into this folder, one NAME.png per image.")
 @tracking_option()
-def predict(model, images, top_k, fmt, tracking_uri):
+def predict(model, images, top_k, fmt, explain_dir, tracking_uri):
     """Class names and probabilities for image files, or every image in folders.
 
     Images are converted and resized to the model's input as in training.
@@ -89,6 +92,7 @@ def predict(model, images, top_k, fmt, tracking_uri):
     Examples:
       autocnn predict models:/autocnn-pets@champion photo.jpg ~/more-photos/
       autocnn predict model.keras scan.png --top-k 1 --format json
+      autocnn predict models:/autocnn-digits@champion digits/ --explain explained/
     """
     quiet_tensorflow()
     from autocnn.trained import prediction
@@ -98,6 +102,10 @@ def predict(model, images, top_k, fmt, tracking_uri):
     loaded = models.load(model, tracking_uri)
     predictions = prediction.predict_images(loaded, images, top_k)
     click.echo(prediction.format_predictions(predictions, fmt))
+    if explain_dir:
+        written = prediction.explain_images(loaded, predictions, explain_dir)
+        # On stderr: a --format json or csv output stays one document on stdout.
+        click.echo(f"where the model looked: {len(written)} images in {explain_dir}", err=True)
 
 
 @click.command(name="export")

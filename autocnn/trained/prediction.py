@@ -58,6 +58,37 @@ def predict_images(loaded: LoadedModel, inputs, top_k: int = 3) -> list[Predicti
     return predictions
 
 
+def explain_images(loaded: LoadedModel, predictions: list[Prediction], folder) -> list[Path]:
+    """For each predicted image, its heat map for the top class drawn over it (see gradcam.py),
+    as ``folder``/NAME.png; the files written."""
+    from autocnn.data.inputs import batches
+    from autocnn.trained import gradcam
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    split = Split(np.zeros(len(predictions), "int64"), paths=tuple(p.path for p in predictions))
+    images = np.concatenate([np.asarray(x) for x, _ in batches(split, loaded.input_shape, 64)])
+    classes = [loaded.class_names.index(p.top[0][0]) for p in predictions]
+    written = []
+    for prediction, image, heatmap in zip(predictions, images,
+                                          gradcam.heatmaps(loaded.model, images, classes)):
+        name, probability = prediction.top[0]
+        path = _unique(folder / f"{Path(prediction.path).stem}.png", written)
+        gradcam.save_figure(image, heatmap, f"{Path(prediction.path).name}: predicted "
+                            f"{name} (probability {probability:.2f})", path)
+        written.append(path)
+    return written
+
+
+def _unique(path: Path, taken: list[Path]) -> Path:
+    """``path``, or NAME-2.png, NAME-3.png... when an image of the same name came first."""
+    count, candidate = 1, path
+    while candidate in taken:
+        count += 1
+        candidate = path.with_name(f"{path.stem}-{count}{path.suffix}")
+    return candidate
+
+
 def format_predictions(predictions: list[Prediction], fmt: str = "table") -> str:
     """``table`` for people, ``json`` or ``csv`` (one row per image and rank) for programs."""
     if fmt == "json":

@@ -67,6 +67,20 @@ def test_a_keras_file_keeps_its_class_names_beside_it(registered, tmp_path, caps
     assert "logged to MLflow" not in out
 
 
+def test_predict_explain_draws_where_the_model_looked_for_each_image(registered, capsys):
+    folder, uri, _ = registered
+    out_dir = folder / "explained"
+    code, out, err = run(["predict", "models:/stages@champion", str(folder / "images"),
+                          "--format", "json", "--explain", str(out_dir), "--tracking-uri", uri],
+                         capsys)
+    assert code == 0 and len(json.loads(out)) == 6  # stdout stays one JSON document
+    assert f"where the model looked: 6 images in {out_dir}" in err
+    drawn = sorted(out_dir.glob("*.png"))
+    assert [p.stem for p in drawn] == sorted(p.stem for p in (folder / "images").glob("*.png"))
+    with Image.open(drawn[0]) as figure:
+        assert figure.size == (500, 290)  # the image and its heat map, side by side
+
+
 def test_predict_prints_the_top_classes_of_every_image_in_a_folder(registered, capsys):
     folder, uri, _ = registered
     code, out, _ = run(["predict", "models:/stages@champion", str(folder / "images"),
