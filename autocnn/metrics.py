@@ -74,6 +74,32 @@ def format_per_class(result: dict) -> str:
                         right=(1, 2, 3, 4))
 
 
+def confused_pairs(result: dict, top: int = 5) -> list[tuple[str, str, int, int]]:
+    """The ``top`` most frequent mistakes as (true class, predicted class, images, images of
+    the true class), most first; pairs never confused are left out."""
+    matrix = np.array(result["confusion_matrix"])
+    names = list(result["per_class"])
+    pairs = [(int(matrix[t, p]), t, p) for t in range(len(names)) for p in range(len(names))
+             if t != p and matrix[t, p] > 0]
+    pairs.sort(key=lambda pair: (-pair[0], pair[1], pair[2]))
+    return [(names[t], names[p], count, int(matrix[t].sum())) for count, t, p in pairs[:top]]
+
+
+def format_confusions(result: dict, top: int = 5) -> str:
+    """The most frequent mistakes in words: "Shirt taken for T-shirt/top: 87 of 1,000 (8.7%)"."""
+    pairs = confused_pairs(result, top)
+    if not pairs:
+        return "No test image was taken for another class."
+    lines = [f"  {true} taken for {predicted}: {count:,} of {total:,} ({count / total:.1%})"
+             for true, predicted, count, total in pairs]
+    return "Most frequent mistakes:\n" + "\n".join(lines)
+
+
+def format_class_report(result: dict) -> str:
+    """The per-class table and the most frequent mistakes, as printed and logged."""
+    return f"{format_per_class(result)}\n\n{format_confusions(result)}"
+
+
 def plot_confusion_matrix(result: dict, title: str = "Confusion matrix (test split)"):
     """The confusion matrix as a matplotlib figure, counts in each cell."""
     import matplotlib

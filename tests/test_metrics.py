@@ -63,3 +63,19 @@ def test_per_class_table_and_figures(tmp_path):
     assert (tmp_path / "cm.png").stat().st_size > 1000
     fig = evaluate.plot_history({"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
+
+
+def test_the_most_frequent_mistakes_are_named_in_words():
+    names = ["T-shirt/top", "Shirt", "Coat"]
+    # 3 shirts taken for T-shirts, 1 coat for a shirt, 1 T-shirt for a coat.
+    y_true = [0] * 5 + [1] * 6 + [2] * 4
+    y_pred = [0, 0, 0, 0, 2] + [0, 0, 0, 1, 1, 1] + [1, 2, 2, 2]
+    m = evaluate.compute_metrics(y_true, y_pred, names)
+    assert evaluate.confused_pairs(m, top=2) == [("Shirt", "T-shirt/top", 3, 6),
+                                                 ("T-shirt/top", "Coat", 1, 5)]
+    text = evaluate.format_confusions(m)
+    assert "  Shirt taken for T-shirt/top: 3 of 6 (50.0%)" in text.splitlines()
+    assert len(text.splitlines()) == 4  # the heading and the three pairs ever confused
+    perfect = evaluate.compute_metrics([0, 1], [0, 1], names[:2])
+    assert evaluate.format_confusions(perfect) == "No test image was taken for another class."
+    assert evaluate.format_class_report(m).startswith(evaluate.format_per_class(m))

@@ -64,7 +64,7 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
     m = result.metrics
     click.echo(f"{model} on {dataset.name} ({split} split, {result.count} images)")
     click.echo("\n".join(report.format_rows(report.metric_rows(m))) + "\n")
-    click.echo(evaluate.format_per_class(m))
+    click.echo(evaluate.format_class_report(m))
     if result.run_id:
         click.echo(f"\nlogged to MLflow run {result.run_id} (confusion matrix, per-class table, "
                    "metrics); `autocnn ui` to look")

@@ -64,6 +64,6 @@ def format_summary(result, config) -> str:
         rows.append(("registered model", f"{reg.model_uri}, {verdict}"))
     lines = ["", "=" * 72, "Search summary", "=" * 72, *format_rows(rows)]
     if m:
-        lines += ["", evaluate.format_per_class(m)]
+        lines += ["", evaluate.format_class_report(m)]
     lines += ["", "Open the MLflow UI with `autocnn ui` (or `make ui`)."]
     return "\n".join(lines)

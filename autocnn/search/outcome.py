@@ -28,7 +28,7 @@ def log_evaluation(tracker, metrics, history, trained_on: str):
                                 {f"retrain_{k}": v for k, v in zip(history, values)}, step=epoch)
         title = f"The best configuration's final training, on {trained_on}"
         tracker.log_figure(evaluate.plot_history(history, title), "plots/retrain_curves.png")
-    tracker.log_text(evaluate.format_per_class(metrics), "evaluation/per_class.txt")
+    tracker.log_text(evaluate.format_class_report(metrics), "evaluation/per_class.txt")
     tracker.log_dict(metrics, "evaluation/metrics.json")
     import matplotlib.pyplot as plt
 

@@ -53,7 +53,7 @@ def evaluate_model(loaded: LoadedModel, dataset: data.Dataset, split: str = "tes
         title = f"Confusion matrix ({dataset.name}, {split} split)"
         tracker.log_figure(evaluate.plot_confusion_matrix(metrics, title),
                            "plots/confusion_matrix.png")
-        tracker.log_text(evaluate.format_per_class(metrics), "evaluation/per_class.txt")
+        tracker.log_text(evaluate.format_class_report(metrics), "evaluation/per_class.txt")
         tracker.log_dict(metrics, "evaluation/metrics.json")
         tracker.end_run()
         import matplotlib.pyplot as plt
