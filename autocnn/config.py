@@ -84,6 +84,7 @@ class SearchConfig:
     retrain: bool = True  # retrain the best configuration on train + val (else keep its model)
     evaluate: bool = True  # evaluate the final model on the test split
     register: bool = True  # log and register the final model (needs the evaluation)
+    explain: bool = True  # draw what the final model learned (explain/ in MLflow; needs it too)
     verbose: int = 0  # 1 shows Keras's per-epoch progress
 
     def __post_init__(self):

@@ -50,6 +50,8 @@ def test_test_metrics_and_plots_are_on_the_parent_run(searched):
         assert 0.0 <= metrics[key] <= 1.0
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/retrain_curves.png"} <= artifacts
+    explained = {a.path for a in client.list_artifacts(parent.info.run_id, "explain")}
+    assert explained == {"explain/class_maps.png", "explain/mistakes.png"}
     # Artifacts live beside the SQLite database, not in the working directory's mlruns/.
     assert (folder / "artifacts").is_dir()
 

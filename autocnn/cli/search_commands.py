@@ -119,8 +119,11 @@ from autocnn.config import (
               "registration, which needs its score).")
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "
               "register it in the MLflow model registry.")
+@click.option("--no-explain", is_flag=True, help="Skip the figures of what the model learned "
+              "(where it looked for each class, its surest mistakes: explain/ in MLflow).")
 @verbose_option
-def search(no_retrain, no_evaluate, no_register, space_file, sets, backbone, **options):
+def search(no_retrain, no_evaluate, no_register, no_explain, space_file, sets, backbone,
+           **options):
     """Search for a CNN, retrain the best, evaluate it on the test split, register it.
 
     \b
@@ -138,6 +141,7 @@ def search(no_retrain, no_evaluate, no_register, space_file, sets, backbone, **o
         settings.update(tuner="random", max_trials=1)  # one fixed configuration: one trial
     config = SearchConfig(data=data_config, retrain=not no_retrain, evaluate=not no_evaluate,
                           register=not (no_register or no_evaluate), preset=preset_name,
+                          explain=not (no_explain or no_evaluate),
                           space=make_rules(space_file, sets, backbone), **settings)
     quiet_tensorflow()
     from autocnn import data as data_module

@@ -1,5 +1,5 @@
 """What a search leaves in MLflow besides its trials: the data, the final model's evaluation
-on the test split, and its registration."""
+on the test split, what it learned (explain/), and its registration."""
 
 import logging
 
@@ -14,8 +14,32 @@ from autocnn.trained.reference import predict_probabilities
 log = logging.getLogger(__name__)
 
 
-def predict_classes(model, batches) -> np.ndarray:
-    return np.argmax(predict_probabilities(model, batches), axis=-1)
+def test_probabilities(model, dataset) -> np.ndarray:
+    return predict_probabilities(model, dataset.batches(dataset.test, 256))
+
+
+def log_explanations(tracker, model, dataset, probabilities) -> None:
+    """Where the model looked for each class, and the mistakes it was surest of, on the test
+    split: explain/class_maps.png and explain/mistakes.png."""
+    import matplotlib.pyplot as plt
+
+    from autocnn.trained import explanations
+
+    labels = dataset.test.labels
+    classes = range(min(dataset.num_classes, explanations.MAX_CLASSES))
+    mistakes = explanations.confident_mistakes(probabilities, labels)
+    shown = sorted({i for k in classes for i in explanations.class_examples(
+        probabilities, labels, k) if i is not None} | set(mistakes))
+    if not shown:
+        return
+    arrays = [np.asarray(x) for x, _ in dataset.batches(dataset.test.take(shown), 64)]
+    images = dict(zip(shown, np.concatenate(arrays))) if arrays else {}
+    names = dataset.class_names
+    tracker.log_figure(explanations.plot_class_maps(model, images, probabilities, labels, names),
+                       "explain/class_maps.png")
+    tracker.log_figure(explanations.plot_mistakes(images, mistakes, probabilities, labels, names),
+                       "explain/mistakes.png")
+    plt.close("all")
 
 
 def log_evaluation(tracker, metrics, history, trained_on: str):

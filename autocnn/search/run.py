@@ -21,7 +21,13 @@ from autocnn.search import budget as budgets
 from autocnn.search import isolation, projects
 from autocnn.search.callbacks import release_traced_gradients, traced_gradients
 from autocnn.search.final import final_model, model_summary
-from autocnn.search.outcome import log_data, log_evaluation, predict_classes, register
+from autocnn.search.outcome import (
+    log_data,
+    log_evaluation,
+    log_explanations,
+    register,
+    test_probabilities,
+)
 from autocnn.search.prepare import (
     bootstrap,
     check_backbones,
@@ -189,10 +195,12 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
         else "train + val"
     metrics, registration = None, None
     if config.evaluate:
-        test = dataset.batches(dataset.test, 256)
+        probabilities = test_probabilities(final.model, dataset)
         metrics = evaluate.compute_metrics(
-            dataset.test.labels, predict_classes(final.model, test), dataset.class_names)
+            dataset.test.labels, probabilities.argmax(axis=-1), dataset.class_names)
         log_evaluation(tracker, metrics, final.history, trained_on)
+        if config.explain:
+            log_explanations(tracker, final.model, dataset, probabilities)
     if config.register and metrics is not None:
         registration = register(config, dataset, tracker, final.model, metrics)
     tracker.log_metrics(tracker.parent_run_id, {"elapsed_seconds": budget.elapsed})

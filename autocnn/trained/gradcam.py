@@ -75,14 +75,16 @@ def _scaled(cam: np.ndarray) -> np.ndarray:
     return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).astype("float32")
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65) -> np.ndarray:
     """The image (height, width, 1 or 3, in [0, 1]) as RGB with the heat map drawn over it in
-    the 'jet' colours (red where the model looked most), an RGB array in [0, 1]."""
+    the 'jet' colours, an RGB array in [0, 1]. The colour covers the image in proportion to the
+    heat (at most ``alpha``), so the image shows through where the model did not look."""
     from matplotlib import colormaps
 
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
-    colours = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
-    return np.clip((1 - alpha) * rgb + alpha * colours, 0, 1).astype("float32")
+    heat = np.clip(heatmap, 0, 1)[..., None]
+    colours = colormaps["jet"](heat[..., 0])[..., :3]
+    return np.clip((1 - alpha * heat) * rgb + alpha * heat * colours, 0, 1).astype("float32")
 
 
 def save_figure(image: np.ndarray, heatmap: np.ndarray, title: str, path) -> None:

@@ -81,7 +81,8 @@ def test_the_overlay_is_rgb_for_grayscale_and_colour_images():
     colour = gradcam.overlay(np.full((4, 4, 3), 0.5, "float32"), heat)
     assert gray.shape == colour.shape == (4, 4, 3)
     assert 0 <= gray.min() and gray.max() <= 1
-    assert gray[0, 0, 0] > gray[3, 3, 0]  # red where the model looked most
+    # Red where the model looked most; the image itself, grey, where it did not look.
+    assert gray[0, 0, 0] - gray[0, 0, 2] > 0.2 and np.allclose(gray[3, 3], 0.5)
 
 
 def test_a_model_without_a_feature_map_is_a_clear_error():
@@ -99,3 +100,18 @@ def test_a_backbone_models_map_is_the_backbones_last_feature_map():
     images = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
     maps = gradcam.heatmaps(model, images)
     assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and maps.max() <= 1
+
+
+def test_each_class_shows_its_surest_right_images_and_its_surest_mistake():
+    from autocnn.trained import explanations
+
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8], [0.45, 0.55],
+                              [0.3, 0.7]])
+    labels = np.array([0, 0, 0, 1, 1, 0])
+    # Class 0: right at 0.9 and 0.7 (0.6 is third), and image 5 taken for 1 at 0.7.
+    assert explanations.class_examples(probabilities, labels, 0) == [0, 2, 5]
+    # Class 1: one right image, no mistake.
+    assert explanations.class_examples(probabilities, labels, 1) == [3, 4, None]
+    assert explanations.confident_mistakes(probabilities, labels) == [5]
+    labels[4] = 0  # now also wrong, at 0.55: the surer mistake comes first
+    assert explanations.confident_mistakes(probabilities, labels, top=5) == [5, 4]

@@ -238,6 +238,7 @@ def test_search_stages_can_be_turned_off_and_the_summary_is_logged(workdir, caps
         [client.get_experiment_by_name("partial").experiment_id])
         if "mlflow.parentRunId" not in r.data.tags)
     assert "test_accuracy" not in parent.data.metrics
+    assert not client.list_artifacts(parent.info.run_id, "explain")  # nothing to explain
     summary = client.download_artifacts(parent.info.run_id, "model/summary.txt", str(workdir))
     text = open(summary).read()
     assert "receptive field" in text and "Keras summary" in text and "classifier" in text

@@ -1,0 +1,98 @@
+"""Figures of what a trained model learned, from its predictions on a split: where it looked for
+each class (class activation maps, see gradcam.py) and the mistakes it was surest of."""
+
+import numpy as np
+
+from autocnn.trained import gradcam
+
+MAX_CLASSES = 10  # columns of the class-map grid; more would be too small to read
+MISTAKES = 16
+
+
+def class_examples(probabilities: np.ndarray, labels: np.ndarray, klass: int,
+                   correct: int = 2) -> list[int | None]:
+    """For class ``klass``: its ``correct`` most confidently right images, then the image of
+    it the model was surest was something else; None where there is none."""
+    predicted = probabilities.argmax(axis=-1)
+    confidence = probabilities.max(axis=-1)
+    right = np.flatnonzero((labels == klass) & (predicted == klass))
+    wrong = np.flatnonzero((labels == klass) & (predicted != klass))
+    right = right[np.argsort(-confidence[right], kind="stable")][:correct].tolist()
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:1].tolist()
+    return right + [None] * (correct - len(right)) + (wrong or [None])
+
+
+def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray,
+                       top: int = MISTAKES) -> list[int]:
+    """The ``top`` misclassified images the model was surest of, surest first."""
+    wrong = np.flatnonzero(probabilities.argmax(axis=-1) != labels)
+    return wrong[np.argsort(-probabilities.max(axis=-1)[wrong], kind="stable")][:top].tolist()
+
+
+def plot_class_maps(model, images: dict, probabilities, labels, class_names):
+    """A column per class (the first MAX_CLASSES): two images it got right and the one of the
+    class it was surest was another, each with where the model looked for its prediction.
+    ``images``: index -> image array, for every index `class_examples` names."""
+    plt = _pyplot()
+    classes = list(range(min(len(class_names), MAX_CLASSES)))
+    picks = [class_examples(probabilities, labels, k) for k in classes]
+    wanted = sorted({i for column in picks for i in column if i is not None})
+    maps = dict(zip(wanted, gradcam.heatmaps(model, np.stack([images[i] for i in wanted]))
+                    if wanted else []))
+    figure, axes = plt.subplots(3, len(classes), figsize=(1.55 * len(classes) + 0.8, 5.4),
+                                squeeze=False)
+    for column, (klass, indices) in enumerate(zip(classes, picks)):
+        axes[0, column].set_title(class_names[klass], fontsize=8, fontweight="bold", pad=12)
+        for row, index in enumerate(indices):
+            cell = axes[row, column]
+            cell.axis("off")
+            if index is None:
+                cell.text(0.5, 0.5, "none", ha="center", va="center", fontsize=7,
+                          transform=cell.transAxes)
+                continue
+            cell.imshow(gradcam.overlay(images[index], maps[index]), interpolation="nearest")
+            guess = int(probabilities[index].argmax())
+            said = "" if guess == klass else f"as {class_names[guess]} "
+            cell.text(0.5, -0.08, f"{said}{probabilities[index, guess]:.2f}", ha="center",
+                      va="top", fontsize=7, transform=cell.transAxes)
+    for row, label in enumerate(("right, surest", "right", "wrong, surest")):
+        axes[row, 0].text(-0.12, 0.5, label, rotation=90, ha="right", va="center", fontsize=8,
+                          transform=axes[row, 0].transAxes)
+    figure.suptitle("Where the model looked (red: the evidence for its prediction)",
+                    fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def plot_mistakes(images: dict, indices: list[int], probabilities, labels, class_names):
+    """The mistakes the model was surest of, each titled with its true and predicted class."""
+    plt = _pyplot()
+    columns = 4
+    rows = max(1, -(-len(indices) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows),
+                                squeeze=False)
+    for cell in axes.flat:
+        cell.axis("off")
+    for cell, index in zip(axes.flat, indices):
+        image = images[index]
+        cell.imshow(image[..., 0] if image.shape[-1] == 1 else image,
+                    cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1,
+                    interpolation="nearest")
+        guess = int(probabilities[index].argmax())
+        cell.set_title(f"{class_names[int(labels[index])]}\ntaken for {class_names[guess]} "
+                       f"({probabilities[index, guess]:.2f})", fontsize=7)
+    if not indices:
+        axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    figure.suptitle("The mistakes the model was surest of (true class, then its answer)",
+                    fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
