@@ -51,7 +51,7 @@ def test_test_metrics_and_plots_are_on_the_parent_run(searched):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/retrain_curves.png"} <= artifacts
     explained = {a.path for a in client.list_artifacts(parent.info.run_id, "explain")}
-    assert explained == {"explain/class_maps.png", "explain/mistakes.png"}
+    assert explained == {"explain/class_maps.png", "explain/mistakes.png", "explain/filters.png"}
     # Artifacts live beside the SQLite database, not in the working directory's mlruns/.
     assert (folder / "artifacts").is_dir()
 

@@ -20,7 +20,8 @@ def test_probabilities(model, dataset) -> np.ndarray:
 
 def log_explanations(tracker, model, dataset, probabilities) -> None:
     """Where the model looked for each class, and the mistakes it was surest of, on the test
-    split: explain/class_maps.png and explain/mistakes.png."""
+    split, and its first layer's filters: explain/class_maps.png, mistakes.png and
+    filters.png (the filters when they see the image's own channels)."""
     import matplotlib.pyplot as plt
 
     from autocnn.trained import explanations
@@ -39,6 +40,9 @@ def log_explanations(tracker, model, dataset, probabilities) -> None:
                        "explain/class_maps.png")
     tracker.log_figure(explanations.plot_mistakes(images, mistakes, probabilities, labels, names),
                        "explain/mistakes.png")
+    kernels = explanations.first_kernels(model)
+    if kernels is not None and kernels.shape[-1] in (1, 3):
+        tracker.log_figure(explanations.plot_filters(kernels), "explain/filters.png")
     plt.close("all")
 
 

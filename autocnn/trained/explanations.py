@@ -1,5 +1,6 @@
-"""Figures of what a trained model learned, from its predictions on a split: where it looked for
-each class (class activation maps, see gradcam.py) and the mistakes it was surest of."""
+"""Figures of what a trained model learned: its first layer's filters, and from its predictions
+on a split, where it looked for each class (class activation maps, see gradcam.py) and the
+mistakes it was surest of."""
 
 import numpy as np
 
@@ -85,6 +86,47 @@ def plot_mistakes(images: dict, indices: list[int], probabilities, labels, class
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     figure.suptitle("The mistakes the model was surest of (true class, then its answer)",
                     fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def first_kernels(model) -> np.ndarray | None:
+    """The first convolution's kernels as (filters, height, width, input channels), looking
+    inside a backbone too; None when the model has no convolution with a kernel of its own
+    (a depthwise one has a kernel per channel, not per filter)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found = first_kernels(layer)
+            if found is not None:
+                return found
+        elif type(layer).__name__ == "Conv2D":
+            kernel = np.asarray(layer.kernel)  # (height, width, in, out)
+            return np.transpose(kernel, (3, 0, 1, 2))
+    return None
+
+
+def plot_filters(kernels: np.ndarray, limit: int = 32):
+    """The first ``limit`` kernels as small images, each scaled to its own range: the edge and
+    line detectors a first layer learns show as light-dark stripes."""
+    plt = _pyplot()
+    shown = kernels[:limit]
+    columns = min(8, len(shown))
+    rows = -(-len(shown) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.6),
+                                squeeze=False)
+    for cell in axes.flat:
+        cell.axis("off")
+    for cell, kernel in zip(axes.flat, shown):
+        low, high = kernel.min(), kernel.max()
+        scaled = (kernel - low) / (high - low) if high > low else np.zeros_like(kernel)
+        rgb = scaled.shape[-1] == 3
+        cell.imshow(scaled if rgb else scaled[..., 0], cmap=None if rgb else "gray",
+                    interpolation="nearest")
+    size = f"{kernels.shape[1]}x{kernels.shape[2]}"
+    figure.suptitle(f"The first layer's filters ({len(shown)} of {len(kernels)}, {size}; "
+                    "light: positive weights)", fontsize=9)
     figure.tight_layout()
     return figure
 

@@ -115,3 +115,18 @@ def test_each_class_shows_its_surest_right_images_and_its_surest_mistake():
     assert explanations.confident_mistakes(probabilities, labels) == [5]
     labels[4] = 0  # now also wrong, at 0.55: the surer mistake comes first
     assert explanations.confident_mistakes(probabilities, labels, top=5) == [5, 4]
+
+
+def test_the_first_layers_filters_are_found_in_scratch_and_backbone_models(trained):
+    from conftest import backbone_model
+
+    from autocnn.trained import explanations
+
+    kernels = explanations.first_kernels(trained)
+    first = next(layer for layer in trained.layers if type(layer).__name__ == "Conv2D")
+    assert kernels.shape == (first.filters, 3, 3, 1)
+    assert np.allclose(kernels[0], np.asarray(first.kernel)[..., 0])
+    figure = explanations.plot_filters(kernels)
+    assert len([a for a in figure.axes if a.images]) == min(32, first.filters)
+    model, _, _ = backbone_model("resnet50", input_shape=(32, 32, 3), classes=3)
+    assert explanations.first_kernels(model).shape == (64, 7, 7, 3)  # ResNet's 7x7 stem
