@@ -126,7 +126,7 @@ def plot_filters(kernels: np.ndarray, limit: int = 32):
                     interpolation="nearest")
     size = f"{kernels.shape[1]}x{kernels.shape[2]}"
     figure.suptitle(f"The first layer's filters ({len(shown)} of {len(kernels)}, {size}; "
-                    "light: positive weights)", fontsize=9)
+                    "each to its own range; light: its largest weights)", fontsize=9)
     figure.tight_layout()
     return figure
 
