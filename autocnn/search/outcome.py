@@ -14,7 +14,7 @@ from autocnn.trained.reference import predict_probabilities
 log = logging.getLogger(__name__)
 
 
-def test_probabilities(model, dataset) -> np.ndarray:
+def probabilities_on_test(model, dataset) -> np.ndarray:
     return predict_probabilities(model, dataset.batches(dataset.test, 256))
 
 
@@ -27,16 +27,15 @@ def log_explanations(tracker, model, dataset, probabilities) -> None:
     from autocnn.trained import explanations
 
     labels = dataset.test.labels
-    classes = range(min(dataset.num_classes, explanations.MAX_CLASSES))
+    picks = explanations.class_picks(probabilities, labels, dataset.num_classes)
     mistakes = explanations.confident_mistakes(probabilities, labels)
-    shown = sorted({i for k in classes for i in explanations.class_examples(
-        probabilities, labels, k) if i is not None} | set(mistakes))
+    shown = sorted({i for column in picks for i in column if i is not None} | set(mistakes))
     if not shown:
         return
     arrays = [np.asarray(x) for x, _ in dataset.batches(dataset.test.take(shown), 64)]
-    images = dict(zip(shown, np.concatenate(arrays))) if arrays else {}
+    images = dict(zip(shown, np.concatenate(arrays)))
     names = dataset.class_names
-    tracker.log_figure(explanations.plot_class_maps(model, images, probabilities, labels, names),
+    tracker.log_figure(explanations.plot_class_maps(model, images, picks, probabilities, names),
                        "explain/class_maps.png")
     tracker.log_figure(explanations.plot_mistakes(images, mistakes, probabilities, labels, names),
                        "explain/mistakes.png")

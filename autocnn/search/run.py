@@ -25,8 +25,8 @@ from autocnn.search.outcome import (
     log_data,
     log_evaluation,
     log_explanations,
+    probabilities_on_test,
     register,
-    test_probabilities,
 )
 from autocnn.search.prepare import (
     bootstrap,
@@ -195,7 +195,7 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
         else "train + val"
     metrics, registration = None, None
     if config.evaluate:
-        probabilities = test_probabilities(final.model, dataset)
+        probabilities = probabilities_on_test(final.model, dataset)
         metrics = evaluate.compute_metrics(
             dataset.test.labels, probabilities.argmax(axis=-1), dataset.class_names)
         log_evaluation(tracker, metrics, final.history, trained_on)

@@ -30,13 +30,19 @@ def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray,
     return wrong[np.argsort(-probabilities.max(axis=-1)[wrong], kind="stable")][:top].tolist()
 
 
-def plot_class_maps(model, images: dict, probabilities, labels, class_names):
-    """A column per class (the first MAX_CLASSES): two images it got right and the one of the
-    class it was surest was another, each with where the model looked for its prediction.
-    ``images``: index -> image array, for every index `class_examples` names."""
+def class_picks(probabilities: np.ndarray, labels: np.ndarray,
+                num_classes: int) -> list[list[int | None]]:
+    """`class_examples` of the first MAX_CLASSES classes: the class-map grid's columns."""
+    return [class_examples(probabilities, labels, k)
+            for k in range(min(num_classes, MAX_CLASSES))]
+
+
+def plot_class_maps(model, images: dict, picks, probabilities, class_names):
+    """A column per class of ``picks`` (see `class_picks`): two images it got right and the one
+    of the class it was surest was another, each with where the model looked for its
+    prediction. ``images``: index -> image array, for every index of ``picks``."""
     plt = _pyplot()
-    classes = list(range(min(len(class_names), MAX_CLASSES)))
-    picks = [class_examples(probabilities, labels, k) for k in classes]
+    classes = list(range(len(picks)))
     wanted = sorted({i for column in picks for i in column if i is not None})
     maps = dict(zip(wanted, gradcam.heatmaps(model, np.stack([images[i] for i in wanted]))
                     if wanted else []))
