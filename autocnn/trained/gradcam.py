@@ -7,7 +7,7 @@ part cut off (HiResCAM, Draelos and Carin 2020). For a model that averages its l
 the classifier the two are the same map; for one that flattens it (autocnn's default head) the
 averaged gradient mixes evidence from every position, and the element-wise form stays what the
 model computed. On the corner-square test (tests/trained/test_gradcam.py, three seeds) the
-averaged form put the map's largest quadrant on the square that decides the class for 70-84% of
+averaged form put the map's largest quadrant on the square that decides the class for 68-79% of
 the images, the element-wise form for all of them. The map is scaled to [0, 1] and resized to
 the image, to be drawn over it.
 
