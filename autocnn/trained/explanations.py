@@ -81,10 +81,7 @@ def plot_mistakes(images: dict, indices: list[int], probabilities, labels, class
     for cell in axes.flat:
         cell.axis("off")
     for cell, index in zip(axes.flat, indices):
-        image = images[index]
-        cell.imshow(image[..., 0] if image.shape[-1] == 1 else image,
-                    cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1,
-                    interpolation="nearest")
+        gradcam.show_image(cell, images[index])
         guess = int(probabilities[index].argmax())
         cell.set_title(f"{class_names[int(labels[index])]}\ntaken for {class_names[guess]} "
                        f"({probabilities[index, guess]:.2f})", fontsize=7)

@@ -87,6 +87,14 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.65) -> np.n
     return np.clip((1 - alpha * heat) * rgb + alpha * heat * colours, 0, 1).astype("float32")
 
 
+def show_image(axes, image: np.ndarray) -> None:
+    """Draw an image (height, width, 1 or 3, in [0, 1]) on matplotlib ``axes``, grayscale in
+    grey; nearest-neighbour, so an 8x8 or 28x28 image shows its pixels, not a blur."""
+    gray = image.shape[-1] == 1
+    axes.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=1,
+                interpolation="nearest")
+
+
 def save_figure(image: np.ndarray, heatmap: np.ndarray, title: str, path) -> None:
     """The image and the heat map over it side by side, titled, as a PNG at ``path``."""
     import matplotlib
@@ -95,10 +103,7 @@ def save_figure(image: np.ndarray, heatmap: np.ndarray, title: str, path) -> Non
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(5, 2.9))
-    shown = image[..., 0] if image.shape[-1] == 1 else image
-    # Nearest: an 8x8 or 28x28 image should show its pixels, not a blur.
-    left.imshow(shown, cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1,
-                interpolation="nearest")
+    show_image(left, image)
     right.imshow(overlay(image, heatmap), interpolation="nearest")
     left.set_title("image", fontsize=9)
     right.set_title("where the model looked", fontsize=9)
