@@ -100,30 +100,66 @@ def format_class_report(result: dict) -> str:
     return f"{format_per_class(result)}\n\n{format_confusions(result)}"
 
 
-def plot_confusion_matrix(result: dict, title: str = "Confusion matrix (test split)"):
-    """The confusion matrix as a matplotlib figure, counts in each cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_per_class(result: dict, title: str = "Per class, on the test split"):
+    """Precision, recall and F1 per class as bars, beside the confusion matrix with each cell's
+    count and its share of the true class's images (the colour: that share)."""
+    plt = _pyplot()
     names = list(result["per_class"])
-    size = max(4.0, 0.55 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    display = skm.ConfusionMatrixDisplay(np.array(result["confusion_matrix"]), display_labels=names)
-    display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(names) > 10 else 0)
-    ax.set_title(f"{title}\naccuracy {result['accuracy']:.4f}, macro F1 {result['f1_macro']:.4f}")
-    fig.tight_layout()
-    return fig
+    side = max(3.6, 0.5 * len(names) + 1.8)
+    figure, (bars, cells) = plt.subplots(1, 2, figsize=(2 * side + 2.2, side),
+                                         gridspec_kw={"width_ratios": [0.85, 1]})
+    _draw_class_scores(bars, result, names)
+    _draw_confusion(cells, result, names)
+    figure.suptitle(f"{title}: accuracy {result['accuracy']:.4f}, macro F1 "
+                    f"{result['f1_macro']:.4f}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def _draw_class_scores(ax, result: dict, names: list[str]) -> None:
+    """Horizontal bars (precision, recall, F1) per class, the first class at the top."""
+    scores = result["per_class"]
+    rows = np.arange(len(names))
+    for offset, (key, colour) in enumerate(zip(("precision", "recall", "f1"),
+                                               ("#9ecae1", "#4292c6", "#08306b"))):
+        ax.barh(rows + (offset - 1) * 0.27, [scores[n][key] for n in names], height=0.27,
+                color=colour, label=key if key != "f1" else "F1")
+    ax.set_yticks(rows, names, fontsize=8)
+    ax.invert_yaxis()
+    low = min(min(s[k] for k in ("precision", "recall", "f1")) for s in scores.values())
+    ax.set_xlim(max(0.0, np.floor(low * 10) / 10 - 0.1) if names else 0.0, 1.0)
+    ax.set_xlabel("score")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title("precision, recall and F1", fontsize=9, pad=18)
+
+
+def _draw_confusion(ax, result: dict, names: list[str]) -> None:
+    """The confusion matrix, rows the true class: count and row percentage in each cell."""
+    matrix = np.array(result["confusion_matrix"])
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    small = 6 if len(names) > 10 else 7
+    for t in range(len(names)):
+        for p in range(len(names)):
+            if matrix[t, p]:
+                share = f"{shares[t, p]:.0%}" if round(shares[t, p] * 100) else "<1%"
+                ax.text(p, t, f"{matrix[t, p]}\n{share}", ha="center", va="center",
+                        fontsize=small, color="white" if shares[t, p] > 0.5 else "black")
+    ticks = np.arange(len(names))
+    slanted = len(names) > 4 and max(map(len, names)) > 3  # long names would overlap
+    ax.set_xticks(ticks, names, fontsize=7, rotation=45 if slanted else 0,
+                  ha="right" if slanted else "center", rotation_mode="anchor")
+    ax.set_yticks(ticks, names, fontsize=7)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("confusion matrix (count, share of the true class)", fontsize=9)
 
 
 def plot_history(history: dict, title: str = "Training curves"):
     """Loss and accuracy per epoch from a Keras History.history dict."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key in (metric, f"val_{metric}"):
@@ -136,3 +172,12 @@ def plot_history(history: dict, title: str = "Training curves"):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -58,9 +58,14 @@ def test_per_class_table_and_figures(tmp_path):
     table = evaluate.format_per_class(m).splitlines()
     assert table[0].split() == ["class", "precision", "recall", "f1", "support"]
     assert table[2].split() == ["b", "0.7500", "0.7500", "0.7500", "4"]
-    fig = evaluate.plot_confusion_matrix(m)
-    fig.savefig(tmp_path / "cm.png")
-    assert (tmp_path / "cm.png").stat().st_size > 1000
+    fig = evaluate.plot_per_class(m)
+    fig.savefig(tmp_path / "per_class.png")
+    assert (tmp_path / "per_class.png").stat().st_size > 1000
+    bars, cells = fig.axes
+    assert [t.get_text() for t in bars.get_yticklabels()] == list(NAMES)
+    # Each cell of the matrix: its count and its share of the true class.
+    said = {t.get_text() for t in cells.texts}
+    assert "3\n75%" in said
     fig = evaluate.plot_history({"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
 
