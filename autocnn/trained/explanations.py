@@ -1,6 +1,6 @@
-"""Figures of what a trained model learned: its first layer's filters, and from its predictions
-on a split, where it looked for each class (class activation maps, see gradcam.py) and the
-mistakes it was surest of."""
+"""Figures of what a trained model learned: its first layer's filters, the feature maps each
+stage makes of an image, and from its predictions on a split, where it looked for each class
+(class activation maps, see gradcam.py) and the mistakes it was surest of."""
 
 import numpy as np
 
@@ -130,6 +130,83 @@ def plot_filters(kernels: np.ndarray, limit: int = 32):
     size = f"{kernels.shape[1]}x{kernels.shape[2]}"
     figure.suptitle(f"The first layer's filters ({len(shown)} of {len(kernels)}, {size}; "
                     "each to its own range; light: its largest weights)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def stage_layers(model) -> list:
+    """The layers that end each stage of ``model``: the last feature map at each resolution,
+    counted from the first layer with weights (the input and its augmentations are not
+    features). A block's maps are those before its downsampling; a backbone is one stage."""
+    layers = model.layers[1:]
+    first = next((i for i, layer in enumerate(layers) if layer.weights), len(layers))
+    stages = []
+    for layer in layers[first:]:
+        if len(layer.output.shape) != 4:
+            continue
+        if stages and stages[-1].output.shape[1:3] == layer.output.shape[1:3]:
+            stages[-1] = layer
+        else:
+            stages.append(layer)
+    return stages
+
+
+def feature_maps(model, images: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each stage's feature maps of ``images``: (layer name, maps of shape (images, height,
+    width, channels)), first stage first."""
+    import keras
+
+    stages = stage_layers(model)
+    if not stages:
+        return []
+    probe = keras.Model(model.input, [gradcam.output_in(model, layer) for layer in stages])
+    outputs = probe(np.asarray(images, "float32"), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [(layer.name, np.asarray(out, "float32")) for layer, out in zip(stages, outputs)]
+
+
+def strongest_channels(maps: np.ndarray, count: int = 4) -> np.ndarray:
+    """The ``count`` channels of one image's ``maps`` (height, width, channels) with the
+    largest mean activation, each scaled to its own range, tiled two to a row with a gap of
+    one NaN pixel (drawn blank)."""
+    order = np.argsort(-maps.mean(axis=(0, 1)), kind="stable")[:count]
+    height, width = maps.shape[:2]
+    columns = min(2, len(order))
+    rows = -(-len(order) // columns)
+    tile = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan, "float32")
+    for slot, channel in enumerate(order):
+        m = maps[..., channel]
+        low, high = m.min(), m.max()
+        r, c = divmod(slot, columns)
+        tile[r * (height + 1):r * (height + 1) + height,
+             c * (width + 1):c * (width + 1) + width] = (m - low) / (high - low) \
+            if high > low else 0.0
+    return tile
+
+
+def plot_feature_maps(model, images: dict, class_names):
+    """For one image per class (``images``: class index -> image), the image and, for each
+    stage of the model, the four feature maps it activates most: the first stage's follow
+    edges and strokes, the deeper ones are coarser and respond to larger parts."""
+    plt = _pyplot()
+    classes = sorted(images)[:MAX_CLASSES]
+    stages = feature_maps(model, np.stack([images[k] for k in classes]))
+    figure, axes = plt.subplots(len(classes), 1 + len(stages), squeeze=False,
+                                figsize=(1.5 * (1 + len(stages)) + 1.0, 1.45 * len(classes) + 1.0))
+    for cell in axes.flat:
+        cell.axis("off")
+    for row, klass in enumerate(classes):
+        gradcam.show_image(axes[row, 0], images[klass])
+        axes[row, 0].text(-0.1, 0.5, class_names[klass], rotation=90, ha="right", va="center",
+                          fontsize=8, transform=axes[row, 0].transAxes)
+        for column, (_, maps) in enumerate(stages, start=1):
+            axes[row, column].imshow(strongest_channels(maps[row]), cmap="viridis",
+                                     interpolation="nearest")
+    axes[0, 0].set_title("image", fontsize=8)
+    for column, (name, maps) in enumerate(stages, start=1):
+        axes[0, column].set_title(f"{name}\n{maps.shape[1]}x{maps.shape[2]}, "
+                                  f"{maps.shape[3]} maps", fontsize=7)
+    figure.suptitle("Feature maps: each stage's four most active (yellow: strong)", fontsize=10)
     figure.tight_layout()
     return figure
 

@@ -41,7 +41,7 @@ def heatmaps(model, images: np.ndarray, classes=None, batch_size: int = 64) -> n
     import tensorflow as tf
 
     layer = feature_layer(model)
-    probe = keras.Model(model.inputs, [_output_in(model, layer), model.output])
+    probe = keras.Model(model.input, [output_in(model, layer), model.output])
     maps = []
     for start in range(0, len(images), batch_size):
         batch = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
@@ -58,7 +58,7 @@ def heatmaps(model, images: np.ndarray, classes=None, batch_size: int = 64) -> n
     return np.asarray(tf.image.resize(maps[..., None], images.shape[1:3]))[..., 0]
 
 
-def _output_in(model, layer):
+def output_in(model, layer):
     """``layer``'s output in ``model``'s graph. A nested model's own ``output`` is its inner
     graph's, unconnected to ``model``'s inputs, and Keras has no public name for the tensor its
     call in ``model`` made: that call's node holds it."""

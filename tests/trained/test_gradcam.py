@@ -130,3 +130,37 @@ def test_the_first_layers_filters_are_found_in_scratch_and_backbone_models(train
     assert len([a for a in figure.axes if a.images]) == min(32, first.filters)
     model, _, _ = backbone_model("resnet50", input_shape=(32, 32, 3), classes=3)
     assert explanations.first_kernels(model).shape == (64, 7, 7, 3)  # ResNet's 7x7 stem
+
+
+def test_each_stage_shows_its_last_feature_maps_before_downsampling(trained):
+    from conftest import backbone_model
+
+    from autocnn.trained import explanations
+
+    images, labels = corner_squares(4, seed=1)
+    stages = explanations.feature_maps(trained, images)
+    sizes = [maps.shape[1] for _, maps in stages]
+    assert sizes[0] == SIZE and sizes == sorted(set(sizes), reverse=True)  # each stage smaller
+    first = next(layer for layer in trained.layers if layer.name == stages[0][0])
+    assert "Pooling" not in type(first).__name__
+    direct = keras.Model(trained.inputs, first.output)(images, training=False)
+    assert np.allclose(stages[0][1], np.asarray(direct), atol=1e-5)
+    figure = explanations.plot_feature_maps(trained, dict(enumerate(images[:3])), list("abcd"))
+    assert len([a for a in figure.axes if a.images]) == 3 * (1 + len(stages))
+    model, _, _ = backbone_model("mobilenet_v3_small", input_shape=(32, 32, 3), classes=3)
+    assert [layer.name for layer in explanations.stage_layers(model)] == ["backbone"]
+
+
+def test_the_strongest_channels_are_tiled_each_to_its_own_range():
+    from autocnn.trained import explanations
+
+    maps = np.zeros((2, 3, 5), "float32")
+    for channel, level in enumerate([1.0, 5.0, 3.0, 0.0, 4.0]):
+        maps[..., channel] = level * np.arange(6).reshape(2, 3)
+    tile = explanations.strongest_channels(maps)
+    assert tile.shape == (2 * 2 + 1, 2 * 3 + 1)
+    assert np.isnan(tile[2]).all() and np.isnan(tile[:, 3]).all()  # the gaps
+    # Channels 1, 4, 2, 0 by mean activation, each scaled to [0, 1]: the same ramp in each.
+    ramp = np.arange(6).reshape(2, 3) / 5
+    for top, left in [(0, 0), (0, 4), (3, 0), (3, 4)]:
+        assert np.allclose(tile[top:top + 2, left:left + 3], ramp)
