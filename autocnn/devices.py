@@ -5,6 +5,7 @@ Every process of a search (the search itself, a worker, an isolated trial) calls
 ``configure_devices`` before it builds a model.
 """
 
+import contextlib
 import logging
 import os
 
@@ -74,3 +75,20 @@ def visible_gpus() -> int:
     import tensorflow as tf
 
     return len(tf.config.list_physical_devices("GPU"))
+
+
+def describe_machine() -> str:
+    """The machine in a phrase, for a run's record: CPU model and cores, GPUs, TensorFlow."""
+    import platform
+
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        models = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+    return (f"{cpu}, {os.cpu_count()} cores; {', '.join(gpus) or 'no GPU'}; TensorFlow "
+            f"{tf.__version__}")

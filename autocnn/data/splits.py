@@ -86,6 +86,14 @@ class Dataset:
         return {name: np.bincount(split.labels, minlength=self.num_classes).tolist()
                 for name, split in self.splits.items()}
 
+    def inputs(self, splits=("train", "val", "test")) -> list[tuple[str, str, str, int]]:
+        """The splits as a tracking store records its inputs: (context, name, digest, images),
+        the context MLflow's (training, validation, test)."""
+        contexts = {"train": "training", "val": "validation", "test": "test"}
+        stem = os.path.basename(self.name.removeprefix("idx:").rstrip("/" + os.sep)) or self.name
+        return [(contexts[name], f"{stem}-{name}", fingerprint_digest({name: split}), len(split))
+                for name, split in self.splits.items() if name in splits]
+
     def batches(self, split: Split, batch_size: int, *, shuffle: bool = False,
                  seed: int = 0):
         """Batches of (float32 images in [0, 1], int labels) for Keras, prefetched."""

@@ -49,10 +49,12 @@ def evaluate_model(loaded: LoadedModel, dataset: data.Dataset, split: str = "tes
                                          "split": split, "images": len(part)},
             tags={"autocnn.stage": "evaluate", "autocnn.dataset": dataset.name,
                   **({"autocnn.model_run": loaded.run_id} if loaded.run_id else {})})
+        tracker.log_inputs(run_id, data.absolute_source(dataset.name), dataset.inputs(
+            ("train", "val", "test") if split == "all" else (split,)))
         tracker.log_metrics(run_id, evaluate.flatten_metrics(metrics, prefix=f"{split}_"))
-        title = f"Confusion matrix ({dataset.name}, {split} split)"
-        tracker.log_figure(evaluate.plot_confusion_matrix(metrics, title),
-                           "plots/confusion_matrix.png")
+        title = f"Per class ({dataset.name}, {split} split)"
+        tracker.log_figure(evaluate.plot_per_class(metrics, title),
+                           "plots/per_class.png")
         tracker.log_text(evaluate.format_class_report(metrics), "evaluation/per_class.txt")
         tracker.log_dict(metrics, "evaluation/metrics.json")
         tracker.end_run()

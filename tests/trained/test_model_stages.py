@@ -47,7 +47,7 @@ def test_evaluate_reproduces_the_search_test_metrics_and_logs_a_run(registered, 
     assert runs[0].data.metrics["test_accuracy"] == pytest.approx(accuracy)
     assert runs[0].data.params["model"] == "models:/stages@champion"
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
-    assert "plots/confusion_matrix.png" in artifacts
+    assert "plots/per_class.png" in artifacts
 
 
 def test_a_keras_file_keeps_its_class_names_beside_it(registered, tmp_path, capsys):
