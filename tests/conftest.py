@@ -224,3 +224,31 @@ def pytest_collection_modifyitems(items):
         if any(_runs_something_slow(f) for f in [item.function, *fixtures]) or \
                 "trains" in item.name:
             item.add_marker(pytest.mark.slow)
+
+
+def render_in_chromium(path: Path) -> dict:
+    """Open the HTML file ``path`` in headless Chromium (Debian's chromium and chromium-driver,
+    through selenium): its title, each image's alt text and decoded width, and the console's
+    errors. The test is skipped where no Chromium is installed."""
+    import shutil
+
+    browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver_path):
+        pytest.skip("no Chromium here: apt-get install chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(path.resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        return {"title": driver.title, "images": images, "errors": errors}
+    finally:
+        driver.quit()

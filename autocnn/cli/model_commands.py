@@ -1,4 +1,6 @@
-"""The commands for the stages after a search: evaluate, predict, export, compare."""
+"""The commands for the stages after a search: evaluate, predict, export, compare, report."""
+
+from pathlib import Path
 
 import click
 import numpy as np
@@ -41,7 +43,7 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
     quiet_tensorflow()
     from autocnn import data as data_module
     from autocnn import metrics as evaluate
-    from autocnn.cli import report
+    from autocnn.cli import summaries
     from autocnn.trained import evaluation as stages
     from autocnn.trained import reference as models
 
@@ -63,11 +65,11 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
     result = stages.evaluate_model(loaded, dataset, split, tracker)
     m = result.metrics
     click.echo(f"{model} on {dataset.name} ({split} split, {result.count} images)")
-    click.echo("\n".join(report.format_rows(report.metric_rows(m))) + "\n")
+    click.echo("\n".join(summaries.format_rows(summaries.metric_rows(m))) + "\n")
     click.echo(evaluate.format_class_report(m))
     if result.run_id:
-        click.echo(f"\nlogged to MLflow run {result.run_id} (confusion matrix, per-class table, "
-                   "metrics); `autocnn ui` to look")
+        click.echo(f"\nlogged to MLflow run {result.run_id} (per-class figure and table, "
+                   "confusion matrix, metrics); `autocnn ui` to look")
     return {"evaluation_run_id": result.run_id, "accuracy": m["accuracy"]}
 
 
@@ -191,6 +193,39 @@ def compare(experiment, kind, metric, limit, tracking_uri):
         click.echo(f"... {len(rows) - limit} more (--limit)")
 
 
+@click.command(name="report")
+@click.argument("search")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML page [default: report-RUN.html here, RUN the "
+              "run id's first 8 characters].")
+@click.option("--card", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the model card (markdown) to this file.")
+@tracking_option()
+def report_command(search, output, card, tracking_uri):
+    """Build the HTML report of a finished search from what it logged to MLflow: the model
+    card, per-class scores, where the model looked, its mistakes, feature maps and filters,
+    the search's progress, costs and hyperparameter importance, and the leaderboard. One
+    self-contained file (images embedded), to open in any browser or send on.
+
+    \b
+    SEARCH is the search's MLflow run id (a trial's run id finds its search),
+    models:/NAME/VERSION or models:/NAME@ALIAS.
+    Example:
+      autocnn report models:/autocnn-digits@champion --output digits.html
+    """
+    from autocnn import reports
+
+    built = reports.build(tracking_uri, search)
+    output = output or Path(f"report-{built.record.run_id[:8]}.html")
+    output.write_text(built.html)
+    click.echo(f"wrote the report of search run {built.record.run_id} "
+               f"({built.record.params.get('dataset', '?')}) to {output}")
+    if card:
+        card.write_text(built.card)
+        click.echo(f"wrote its model card to {card}")
+    return {"path": str(output)}
+
+
 def _recorded_dataset(loaded, given: str | None, purpose: str) -> str:
     """The data set the user gave, else the one recorded with the model."""
     if given or loaded.dataset:
@@ -213,4 +248,4 @@ def _cell(value) -> str:
     return str(value)
 
 
-COMMANDS = (evaluate_command, predict, export_command, compare)
+COMMANDS = (evaluate_command, predict, export_command, compare, report_command)

@@ -147,7 +147,7 @@ def search(no_retrain, no_evaluate, no_register, no_explain, space_file, sets, b
     from autocnn import data as data_module
 
     dataset = data_module.load(data_config)  # bad data fails before the search
-    from autocnn.cli.report import format_summary
+    from autocnn.cli.summaries import format_summary
     from autocnn.search.run import run_search
 
     result = run_search(config, dataset=dataset)

@@ -62,6 +62,8 @@ def format_summary(result, config) -> str:
             verdict = (f"champion kept ({reg.previous_champion:.4f} >= "
                        f"{m[config.champion_metric]:.4f} on test_{config.champion_metric})")
         rows.append(("registered model", f"{reg.model_uri}, {verdict}"))
+    if result.report:
+        rows.append(("report", result.report))
     lines = ["", "=" * 72, "Search summary", "=" * 72, *format_rows(rows)]
     if m:
         lines += ["", evaluate.format_class_report(m)]

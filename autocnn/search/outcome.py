@@ -1,7 +1,9 @@
 """What a search leaves in MLflow besides its trials: the data, the final model's evaluation
-on the test split, what it learned (explain/), and its registration."""
+on the test split, what it learned (explain/), its registration, its model card and report."""
 
 import logging
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -20,8 +22,9 @@ def probabilities_on_test(model, dataset) -> np.ndarray:
 
 def log_explanations(tracker, model, dataset, probabilities) -> None:
     """Where the model looked for each class, and the mistakes it was surest of, on the test
-    split, and its first layer's filters: explain/class_maps.png, mistakes.png and
-    filters.png (the filters when they see the image's own channels)."""
+    split, each stage's feature maps of an image per class, and its first layer's filters:
+    explain/class_maps.png, mistakes.png, feature_maps.png and filters.png (the filters when
+    they see the image's own channels)."""
     import matplotlib.pyplot as plt
 
     from autocnn.trained import explanations
@@ -39,6 +42,10 @@ def log_explanations(tracker, model, dataset, probabilities) -> None:
                        "explain/class_maps.png")
     tracker.log_figure(explanations.plot_mistakes(images, mistakes, probabilities, labels, names),
                        "explain/mistakes.png")
+    firsts = {k: images[c[0]] for k, c in enumerate(picks) if c[0] is not None}
+    if firsts:
+        tracker.log_figure(explanations.plot_feature_maps(model, firsts, names),
+                           "explain/feature_maps.png")
     kernels = explanations.first_kernels(model)
     if kernels is not None and kernels.shape[-1] in (1, 3):
         tracker.log_figure(explanations.plot_filters(kernels), "explain/filters.png")
@@ -47,8 +54,8 @@ def log_explanations(tracker, model, dataset, probabilities) -> None:
 
 def log_evaluation(tracker, metrics, history, trained_on: str):
     tracker.log_metrics(tracker.parent_run_id, evaluate.flatten_metrics(metrics))
-    fig = evaluate.plot_confusion_matrix(metrics)
-    tracker.log_figure(fig, "plots/confusion_matrix.png")
+    fig = evaluate.plot_per_class(metrics)
+    tracker.log_figure(fig, "plots/per_class.png")
     if history:
         for epoch, values in enumerate(zip(*history.values())):
             tracker.log_metrics(tracker.parent_run_id,
@@ -63,7 +70,11 @@ def log_evaluation(tracker, metrics, history, trained_on: str):
 
 
 def log_data(tracker, dataset):
-    """The data summary, a grid of samples per class, and any skipped files, on the parent run."""
+    """The data as the parent run's dataset inputs, its fingerprint, summary, a grid of samples
+    per class, and any skipped files."""
+    tracker.log_inputs(tracker.parent_run_id, data.absolute_source(dataset.name),
+                       dataset.inputs())
+    tracker.log_dict(dataset.fingerprint, "data/fingerprint.json")
     tracker.log_text(inspection.describe(dataset), "data/summary.txt")
     tracker.log_figure(inspection.plot_samples(dataset), "data/samples.png")
     tracker.log_metrics(tracker.parent_run_id, {"skipped_files": len(dataset.skipped)})
@@ -86,3 +97,23 @@ def register(config, dataset, tracker, model, metrics) -> Registration:
                   "input_shape": list(dataset.input_shape), "seed": config.data.seed},
         tags={f"test_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1_macro")},
         uncrowned=chance)
+
+
+def log_report(tracker, folder) -> Path:
+    """The model card and the HTML report, built from what the run logged (see reports):
+    report/model_card.md, report/report.html and the search's figures on the run, the card as
+    each registered version's description, and the page as report.html in ``folder``."""
+    from autocnn import reports
+
+    report = reports.build(tracker.tracking_uri, tracker.parent_run_id)
+    for version in report.record.versions:
+        tracker.describe_version(version["name"], version["version"], report.card)
+    with tempfile.TemporaryDirectory(prefix="autocnn-report-") as staging:
+        for name, png in report.figures.items():
+            (Path(staging) / name).write_bytes(png)
+        (Path(staging) / "model_card.md").write_text(report.card)
+        (Path(staging) / "report.html").write_text(report.html)
+        tracker.log_artifacts(staging, "report")
+    path = Path(folder) / "report.html"
+    path.write_text(report.html)
+    return path

@@ -15,6 +15,7 @@ from autocnn import data
 from autocnn import metrics as evaluate
 from autocnn.config import SearchConfig
 from autocnn.control import StopRequests, format_duration
+from autocnn.devices import describe_machine
 from autocnn.distributed import protocol
 from autocnn.errors import Interrupted, SearchError
 from autocnn.search import budget as budgets
@@ -25,6 +26,7 @@ from autocnn.search.outcome import (
     log_data,
     log_evaluation,
     log_explanations,
+    log_report,
     probabilities_on_test,
     register,
 )
@@ -65,6 +67,7 @@ class SearchResult:
     retrained_on: str = "train + val"  # or train alone (the last rung: see budget.last_rung)
     # The last rung's finalists: trial id -> validation accuracy after training on all of train.
     finalists: dict = dataclasses.field(default_factory=dict)
+    report: str = ""  # the HTML report's path on disk
 
 
 def run_search(config: SearchConfig, dataset: data.Dataset | None = None) -> SearchResult:
@@ -87,6 +90,7 @@ def run_search(config: SearchConfig, dataset: data.Dataset | None = None) -> Sea
     tracker.start_run(
         f"search-{config.tuner}", params=config.to_dict(),
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search",
+              "autocnn.machine": describe_machine(),
               "autocnn.class_weights": _weights_tag(hypermodel.class_weight)},
         search_id=projects.record(tuner.project_dir, config, dataset.fingerprint))
     if tuner.oracle.trials:
@@ -95,10 +99,11 @@ def run_search(config: SearchConfig, dataset: data.Dataset | None = None) -> Sea
                  + ("" if tracker.resumed else " (a new MLflow run; the last one had finished)")
                  + "; --overwrite starts afresh")
     try:
-        log_data(tracker, dataset)
-        with stop:
-            _search(config, dataset, tracker, tuner)
-        result = _finish(config, dataset, tracker, tuner, hypermodel)
+        with tracker.system_metrics():
+            log_data(tracker, dataset)
+            with stop:
+                _search(config, dataset, tracker, tuner)
+            result = _finish(config, dataset, tracker, tuner, hypermodel)
     except Interrupted:
         tracker.end_run("KILLED")
         raise
@@ -204,6 +209,7 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
     if config.register and metrics is not None:
         registration = register(config, dataset, tracker, final.model, metrics)
     tracker.log_metrics(tracker.parent_run_id, {"elapsed_seconds": budget.elapsed})
+    report = log_report(tracker, tuner.project_dir)
     best = final.trial
     return SearchResult(
         run_id=tracker.parent_run_id, best_trial_id=best.trial_id,
@@ -212,7 +218,7 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
         retrain_epochs=final.epochs, metrics=metrics, registration=registration,
         model=final.model, kept_because=final.kept_because, seconds=budget.elapsed,
         stopped_by=tuner.stopped_by, overhead_seconds=overhead, retrained_on=trained_on,
-        finalists=final.finalists)
+        finalists=final.finalists, report=str(report))
 
 
 def _ended_trials(config, tuner) -> tuple[list, list]:

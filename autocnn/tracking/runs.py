@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from autocnn.errors import TrackingError
-from autocnn.tracking import registry
+from autocnn.tracking import inputs, registry
 from autocnn.tracking.store import resolve_tracking_uri
 
 # MLflow 3 opens an experiment of this kind in its "Model training" view (not the GenAI one).
@@ -147,6 +147,18 @@ class Tracker:
     def log_text(self, text: str, path: str) -> None:
         self.client.log_text(self.parent_run_id, text, path)
 
+    def log_inputs(self, run_id: str, source: str, splits: list[tuple[str, str, str, int]]):
+        """The data of ``run_id``: splits (context, name, digest, images) of ``source``."""
+        self.client.log_inputs(run_id, inputs.dataset_inputs(source, splits))
+
+    def system_metrics(self):
+        """A context in which the parent run logs the machine's system metrics."""
+        return inputs.system_metrics(self.tracking_uri, self.parent_run_id, self.resumed)
+
+    def log_artifacts(self, folder, path: str) -> None:
+        """Every file in local ``folder`` as an artifact under ``path``."""
+        self.client.log_artifacts(self.parent_run_id, str(folder), path)
+
     def log_dict(self, data: dict, path: str) -> None:
         self.client.log_dict(self.parent_run_id, data, path)
 
@@ -155,6 +167,10 @@ class Tracker:
         """See registry.register_model."""
         return registry.register_model(self, model, x_example, name, metric, score,
                                        fingerprint, **details)
+
+    def describe_version(self, name: str, version: int, description: str) -> None:
+        """A registered version's description (markdown, shown by the MLflow UI)."""
+        self.client.update_model_version(name, str(version), description=description)
 
     def check_registrable(self, name: str, fingerprint: dict) -> None:
         registry.check_registrable(self.client, name, fingerprint)
