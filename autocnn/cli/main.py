@@ -70,6 +70,9 @@ def ui(tracking_uri, port, host):
     if artifacts:
         command += ["--default-artifact-root", artifacts]
     click.echo(f"MLflow UI on http://{host}:{port} over {uri} (Ctrl-C to stop)")
+    from autocnn.cli import native_logs
+
+    native_logs.release()
     os.execv(sys.executable, command)
 
 

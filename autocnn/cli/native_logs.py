@@ -23,6 +23,7 @@ NOISE = re.compile(
     rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$)")
 NOISE_STARTS = (b"W", b"I", b"E", b"T")  # how a NOISE line can begin
 VERBOSE_FLAGS = ("-v", "-vv", "-vvv", "--verbose")
+_real_stderr: int | None = None  # the console's own stderr while the filter runs
 
 
 def wanted(argv, environ=os.environ) -> bool:
@@ -34,9 +35,10 @@ def wanted(argv, environ=os.environ) -> bool:
 def filter_stderr() -> None:
     """Route file descriptor 2 (native code's and Python's stderr) through a thread that drops
     NOISE lines; the rest reaches the real stderr, and all of it is flushed at exit."""
+    global _real_stderr
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # later native INFO and WARNING lines
     sys.stderr.flush()
-    real = os.dup(2)
+    real = _real_stderr = os.dup(2)
     read, write = os.pipe()
     os.dup2(write, 2)
     os.close(write)
@@ -49,6 +51,15 @@ def filter_stderr() -> None:
         thread.join(timeout=5)
 
     atexit.register(drain)
+
+
+def release() -> None:
+    """Give file descriptor 2 back to the real stderr, before the process becomes another
+    program (os.exec*): the filter's thread does not survive that, and a write to a pipe
+    nobody reads would kill the new program (SIGPIPE)."""
+    if _real_stderr is not None:
+        sys.stderr.flush()
+        os.dup2(_real_stderr, 2)
 
 
 def _forward(read: int, real: int) -> None:

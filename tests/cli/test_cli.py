@@ -1,5 +1,6 @@
 """The command line: help, and one-line errors with exit status 2 for bad input."""
 
+import os
 import re
 import subprocess
 import sys
@@ -194,3 +195,37 @@ def test_explain_errors(capsys, args, message):
     code, _, err = run_cli(capsys, "explain", *args)
     assert code == 2
     assert err.strip().startswith(message), err
+
+
+@pytest.mark.slow
+def test_the_ui_command_serves_the_store_with_its_stderr_redirected(tmp_path):
+    """`autocnn ui` becomes MLflow's server (os.execv) from the console command, whose stderr
+    passes through a filter thread: the server must outlive that thread, as it did not when a
+    write to the orphaned pipe killed it."""
+    import socket
+    import time
+    import urllib.request
+
+    from autocnn.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    Tracker(uri, "ui")  # a store to serve
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the filter on
+    server = subprocess.Popen([sys.executable, "-m", "autocnn", "ui", "--tracking-uri", uri,
+                               "--port", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        status, deadline = None, time.time() + 90
+        while status is None and time.time() < deadline and server.poll() is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status
+            except OSError:
+                time.sleep(1)
+        assert server.poll() is None, server.stderr.read().decode()[-2000:]
+        assert status == 200
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
