@@ -144,6 +144,8 @@ def test_the_search_leaves_a_model_card_and_a_report_that_renders(searched, tmp_
     version = client.get_model_version_by_alias("e2e", "champion")
     assert version.description.startswith("# Model card: digits classifier")
     assert "## Intended use and limits" in version.description
+    assert client.get_run(parent.info.run_id).data.tags["mlflow.note.content"] == \
+        version.description
     # Rebuilt from the store for the registered model, as a user would.
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "models:/e2e@champion", "--tracking-uri", uri, "--output",

@@ -102,10 +102,12 @@ def register(config, dataset, tracker, model, metrics) -> Registration:
 def log_report(tracker, folder) -> Path:
     """The model card and the HTML report, built from what the run logged (see reports):
     report/model_card.md, report/report.html and the search's figures on the run, the card as
-    each registered version's description, and the page as report.html in ``folder``."""
+    the run's and each registered version's description, and the page as report.html in
+    ``folder``."""
     from autocnn import reports
 
     report = reports.build(tracker.tracking_uri, tracker.parent_run_id)
+    tracker.set_tag("mlflow.note.content", report.card)  # the run's Description in the UI
     for version in report.record.versions:
         tracker.describe_version(version["name"], version["version"], report.card)
     with tempfile.TemporaryDirectory(prefix="autocnn-report-") as staging:
