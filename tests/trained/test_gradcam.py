@@ -164,3 +164,23 @@ def test_the_strongest_channels_are_tiled_each_to_its_own_range():
     ramp = np.arange(6).reshape(2, 3) / 5
     for top, left in [(0, 0), (0, 4), (3, 0), (3, 4)]:
         assert np.allclose(tile[top:top + 2, left:left + 3], ramp)
+
+
+@pytest.mark.parametrize("family", ["plain", "residual", "dense", "inception", "separable",
+                                    "nin"])
+def test_every_family_has_a_class_map_and_feature_maps_per_stage(family):
+    from autocnn.space.blocks import FAMILIES
+    from autocnn.trained import explanations
+
+    assert family in FAMILIES
+    hp = kt.HyperParameters()
+    hp.Fixed("family", family)
+    hp.Fixed("num_blocks", 2)
+    keras.utils.set_random_seed(0)
+    model = build_model(hp, (SIZE, SIZE, 3), 4)  # RGB, as most folders of photos are
+    images = np.random.default_rng(0).uniform(0, 1, (3, SIZE, SIZE, 3)).astype("float32")
+    maps = gradcam.heatmaps(model, images)
+    assert maps.shape == (3, SIZE, SIZE) and np.isfinite(maps).all()
+    stages = explanations.feature_maps(model, images)
+    assert len(stages) >= 2 and stages[0][1].shape[1] == SIZE
+    assert all(np.isfinite(m).all() for _, m in stages)
