@@ -7,6 +7,7 @@ PORT ?= 5000
 DOCS_PORT ?= 8000
 HOST ?= 127.0.0.1
 BUDGET ?= 60m
+DB ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo fashion-mnist test test-fast docs bench gpu-check lint ui mlflow-server clean clean-runs
@@ -56,9 +57,10 @@ lint: $(INSTALLED) ## Check the code with ruff
 ui: $(INSTALLED) ## Open the MLflow UI over mlruns/ on http://127.0.0.1:5000 (PORT=... to change)
 	$(BIN)/autocnn ui --port $(PORT)
 
-mlflow-server: $(INSTALLED) ## MLflow tracking server over mlruns/ for many processes (HOST=0.0.0.0 for other machines)
-	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
-		--artifacts-destination $(CURDIR)/mlruns/artifacts --host $(HOST) --port $(PORT)
+mlflow-server: $(INSTALLED) ## MLflow tracking server for a team: over mlruns/, or DB=postgresql://USER:PASS@HOST/DB; HOST=0.0.0.0 for other machines
+	@# Not echoed, and the database URI passed in the environment: its password stays off screen.
+	@$(if $(DB),AUTOCNN_DB='$(DB)' )$(BIN)/autocnn server --artifacts $(CURDIR)/mlruns/artifacts \
+		--host $(HOST) --port $(PORT)
 
 clean: ## Remove the virtual environment and build leftovers (keeps mlruns/)
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -4,17 +4,15 @@ Heavy libraries (TensorFlow, MLflow) are imported inside the commands, so `--hel
 Any `AutoCNNError` or usage error becomes one line on stderr and exit status 2.
 """
 
-import os
 import sys
 
 import click
 
 from autocnn import __version__
-from autocnn.cli import inspect_commands, model_commands, search_commands
+from autocnn.cli import inspect_commands, model_commands, search_commands, server_commands
 from autocnn.cli.options import (
     parse_sets,
     quiet_tensorflow,
-    tracking_option,
 )
 from autocnn.console import show_progress
 from autocnn.errors import AutoCNNError, Interrupted
@@ -55,29 +53,8 @@ def run_command(pipeline, sets, rerun):
     click.echo(f"pipeline {spec['name']}: {len(results)} stages done")
 
 
-@cli.command()
-@tracking_option()
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; the default keeps the UI to this machine.")
-def ui(tracking_uri, port, host):
-    """Open the MLflow UI over the project's store (a parent run per search, a child per trial)."""
-    from autocnn.tracking import resolve_tracking_uri
-
-    uri, artifacts = resolve_tracking_uri(tracking_uri, create=False)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", host, "--port", str(port)]
-    if artifacts:
-        command += ["--default-artifact-root", artifacts]
-    click.echo(f"MLflow UI on http://{host}:{port} over {uri} (Ctrl-C to stop)")
-    from autocnn.cli import native_logs
-
-    native_logs.release()
-    os.execv(sys.executable, command)
-
-
 for _command in (search_commands.search, search_commands.worker, *model_commands.COMMANDS,
-                 *inspect_commands.COMMANDS):
+                 *inspect_commands.COMMANDS, *server_commands.COMMANDS):
     cli.add_command(_command)
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from autocnn import data, devices
 from autocnn.distributed.chief import Chief
 from autocnn.distributed.processes import LocalWorkers, TrackingServer
+from autocnn.errors import DistributedError
 from autocnn.search.trial_runs import outcome
 from autocnn.search.tuners import Role, StopSearch, seed_trial
 from autocnn.tracking import resolve_tracking_uri
+from autocnn.tracking.store import redact
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,11 @@ class ChiefRole(Role):
         config, project = self.config, Path(tuner.project_dir)
         with contextlib.ExitStack() as stack:
             uri = self.tracker.tracking_uri
+            if not uri.startswith(("sqlite:", "http://", "https://")):
+                raise DistributedError(
+                    f"the workers cannot log to {redact(uri)} directly (its password would go "
+                    "to every worker): serve it with `autocnn server --db URI` and pass "
+                    "--tracking-uri http://HOST:5000")
             if uri.startswith("sqlite:"):
                 server = TrackingServer(uri, resolve_tracking_uri(uri)[1],
                                         project / "mlflow-server.log")

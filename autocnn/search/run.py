@@ -44,6 +44,7 @@ from autocnn.search.trial_runs import failure_reason
 from autocnn.search.tuners import create_tuner
 from autocnn.space.hypermodel import active_values
 from autocnn.tracking import Registration, Tracker
+from autocnn.tracking.store import redact
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def run_search(config: SearchConfig, dataset: data.Dataset | None = None) -> Sea
     stop = StopRequests()
     tuner = _tuner(prepared, tracker, clock, stop)
     tracker.start_run(
-        f"search-{config.tuner}", params=config.to_dict(),
+        f"search-{config.tuner}", params={**config.to_dict(),
+                                          "tracking_uri": redact(config.tracking_uri)},
         tags={"autocnn.dataset": dataset.name, "autocnn.stage": "search",
               "autocnn.machine": describe_machine(),
               "autocnn.class_weights": _weights_tag(hypermodel.class_weight)},
@@ -166,7 +168,7 @@ def _search(config, dataset, tracker, tuner):
               else "as many trials as the budget allows")
     log.info(f"searching with {config.tuner}: {trials} of up to "
              f"{config.epochs} epochs{limit}; MLflow run {tracker.parent_run_id} in "
-             f"{tracker.tracking_uri}")
+             f"{redact(tracker.tracking_uri)}")
     args, kwargs = fit_arguments(config, dataset)
     try:
         tuner.search(*args, **kwargs)

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from autocnn.errors import TrackingError
 from autocnn.tracking import inputs, registry
-from autocnn.tracking.store import resolve_tracking_uri
+from autocnn.tracking.store import redact, resolve_tracking_uri
 
 # MLflow 3 opens an experiment of this kind in its "Model training" view (not the GenAI one).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -45,8 +45,9 @@ class Tracker:
                     if found.tags.get(key) != value:
                         self.client.set_experiment_tag(self.experiment_id, key, value)
         except MlflowException as err:
-            message = str(err).splitlines()[0]
-            raise TrackingError(f"cannot use tracking URI {tracking_uri!r}: {message}") from None
+            message = str(err).splitlines()[0].replace(tracking_uri, redact(tracking_uri))
+            raise TrackingError(f"cannot use tracking URI {redact(tracking_uri)!r}: "
+                                f"{message}") from None
         self.parent_run_id: str | None = None
         self.search_id: str | None = None
         self.resumed = False
@@ -155,8 +156,7 @@ class Tracker:
         """A context in which the parent run logs the machine's system metrics."""
         return inputs.system_metrics(self.tracking_uri, self.parent_run_id, self.resumed)
 
-    def log_artifacts(self, folder, path: str) -> None:
-        """Every file in local ``folder`` as an artifact under ``path``."""
+    def log_artifacts(self, folder, path: str) -> None:  # every file of local ``folder``
         self.client.log_artifacts(self.parent_run_id, str(folder), path)
 
     def log_dict(self, data: dict, path: str) -> None:
@@ -168,8 +168,7 @@ class Tracker:
         return registry.register_model(self, model, x_example, name, metric, score,
                                        fingerprint, **details)
 
-    def describe_version(self, name: str, version: int, description: str) -> None:
-        """A registered version's description (markdown, shown by the MLflow UI)."""
+    def describe_version(self, name: str, version: int, description: str) -> None:  # markdown
         self.client.update_model_version(name, str(version), description=description)
 
     def check_registrable(self, name: str, fingerprint: dict) -> None:

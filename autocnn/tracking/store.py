@@ -44,3 +44,45 @@ def _check_server(uri: str) -> None:
             f"cannot reach the MLflow tracking server at {uri} ({reason}): start it "
             "(`mlflow server`) or pass another --tracking-uri"
         ) from None
+
+
+DATABASES = {"postgresql": "psycopg"}  # scheme -> its driver, as SQLAlchemy 2.1 picks it
+
+
+def redact(uri: str) -> str:
+    """``uri`` with its password, if it holds one, as ***: what logs, params and the console
+    may show."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def check_database(uri: str) -> str:
+    """The database URI a tracking server is to keep its runs in, checked: a SQLite file made
+    absolute (and its folder made), or a PostgreSQL database whose driver is installed and
+    which answers; TrackingError saying what is wrong, the password never shown."""
+    if uri.startswith("sqlite:"):
+        return resolve_tracking_uri(uri)[0]
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in DATABASES:
+        raise TrackingError(f"{redact(uri)}: not a database autocnn serves; give a sqlite:/// "
+                            "file or postgresql://USER:PASSWORD@HOST:PORT/DB")
+    try:
+        __import__(DATABASES[scheme])
+    except ImportError:
+        raise TrackingError("the PostgreSQL driver is not installed: pip install "
+                            "'autocnn[server]'") from None
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10}).connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+        raise TrackingError(f"cannot use the database {redact(uri)}: "
+                            f"{reason.replace(uri, redact(uri))}") from None
+    return uri
