@@ -110,3 +110,16 @@ def test_each_run_of_methods_started_together_keeps_a_table_of_its_own(tmp_path,
     assert "| autocnn | 1m | 0.9500 |" in runs[1][1][0]
     assert bench._earlier_runs(path, SimpleNamespace(name="other", train=range(8), val=range(2),
                                                      test=range(2)), 1) == []  # other data
+
+
+def test_the_tracking_load_benchmark_counts_what_reached_the_server(tmp_path):
+    script = SCRIPT.parent / "tracking_load.py"
+    result = subprocess.run([sys.executable, str(script), "--processes", "2", "--stores",
+                             "sqlite", "--epochs", "3", "--output", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (tmp_path / "tracking_load.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| sqlite"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:2] == ["sqlite", "2"] and float(cells[2]) > 0
+    assert cells[5:] == ["0", "0", "0", "0"]  # nothing lost, none left RUNNING, no error

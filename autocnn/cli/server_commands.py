@@ -32,7 +32,8 @@ def ui(tracking_uri, port, host):
 @click.command()
 @click.option("--db", default=DEFAULT_TRACKING_URI, show_default=True, envvar="AUTOCNN_DB",
               help="The database that keeps the runs and the registry: a SQLite file, or "
-              "postgresql://USER:PASSWORD@HOST:PORT/DB (needs autocnn[server]); also $AUTOCNN_DB.")
+              "postgresql://USER:PASSWORD@HOST:PORT/DB (needs autocnn[server]). Prefer "
+              "$AUTOCNN_DB for a password: the process list shows a command's options.")
 @click.option("--artifacts", type=click.Path(file_okay=False), default="mlruns/artifacts",
               show_default=True, help="Where the server keeps the artifacts it serves (models, "
               "plots, reports); clients need no access to it.")
@@ -41,8 +42,8 @@ def ui(tracking_uri, port, host):
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
               help="The server's worker processes.")
 def server(db, artifacts, port, host, workers):
-    """Serve MLflow for a team's searches: runs and registry in ``--db``, artifacts served by
-    the server itself, so chiefs, workers and the UI need only its URL
+    """Serve MLflow for a team's searches: runs and registry in the database of --db, artifacts
+    served by the server itself, so chiefs, workers and the UI need only its URL
     (--tracking-uri http://HOST:PORT). It has no authentication: see the distributed guide.
 
     \b
