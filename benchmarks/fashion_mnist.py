@@ -174,7 +174,7 @@ def anytime(tracking_uri: str, run_id: str) -> list[tuple[float, float]]:
 def keep_curves(path: Path, data_line: str, rows, run: str | None = None) -> list[dict]:
     """The anytime curves kept in ``path`` for this data, with those of ``rows`` replacing
     their methods': of the methods run alone, or of the ``run`` of methods started together
-    (a name such as "autocnn vs best-preset"). The file keeps them for later runs."""
+    (a name such as "autocnn vs best-preset at 60m"). The file keeps them for later runs."""
     import json
 
     stored = json.loads(path.read_text()) if path.exists() else {}
@@ -369,8 +369,8 @@ def report(rows, dataset, args, earlier=(), together=()) -> str:
     ``together``: a table of its own for each set of methods started together, as
     (methods, rows)."""
     lines = "\n".join([*earlier, *(_format_row(row) for row in rows)])
-    runs = "".join(f"\n### {', '.join(methods)}\n\n{HEADER}" + "\n".join(run) + "\n"
-                   for methods, run in together)
+    runs = "".join(f"\n### {', '.join(methods)}, {_budget(run[0])}\n\n{HEADER}"
+                   + "\n".join(run) + "\n" for methods, run in together)
     pairs = (f"\n{TOGETHER}\n\nStarted at the same time, each in its own process, on the "
              f"same machine: a table for each run.\n{runs}") if together else ""
     return (f"# {dataset.name}: the same wall-clock budget for each method\n\n"
@@ -393,15 +393,19 @@ def _earlier_rows(path: Path, dataset, seed, methods) -> list[str]:
     return [row for row in rows[2:] if _method(row) not in methods]
 
 
-def _earlier_runs(path: Path, dataset, seed, methods=None) -> list[tuple[list[str], list[str]]]:
+def _earlier_runs(path: Path, dataset, seed, methods=None,
+                  budget=None) -> list[tuple[list[str], list[str]]]:
     """The tables of methods started together written before on the same data and split, as
-    (methods, rows), but for a run of the same ``methods`` (a new run replaces it)."""
+    (methods, rows), but for a run of the same ``methods`` at the same ``budget`` (a new run
+    replaces it; one at another budget is another comparison)."""
     if not _same_data(path, dataset, seed):
         return []
     runs = []
     for table in path.read_text().partition(TOGETHER)[2].split("\n### ")[1:]:
         rows = [line for line in table.splitlines() if line.startswith("| ")][2:]
-        if rows and sorted(map(_method, rows)) != sorted(methods or ()):
+        same = sorted(map(_method, rows)) == sorted(methods or ()) and \
+            {_budget(row) for row in rows} == {budget}
+        if rows and not same:
             runs.append(([_method(row) for row in rows], rows))
     return runs
 
@@ -412,6 +416,10 @@ def _same_data(path: Path, dataset, seed) -> bool:
 
 def _method(row: str) -> str:
     return row.split("|")[1].strip()
+
+
+def _budget(row: str) -> str:
+    return row.split("|")[2].strip()
 
 
 def _machine() -> str:
@@ -475,14 +483,15 @@ def run_together(methods, args) -> None:
                                          seed=args.seed)), args)
     path = Path(args.output) / "fashion_mnist.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    earlier = _earlier_runs(path, dataset, args.seed, methods)
+    earlier = _earlier_runs(path, dataset, args.seed, methods, args.budget)
     path.write_text(report([], dataset, args, _earlier_rows(path, dataset, args.seed, ()),
                            [*earlier, (methods, rows)]))
-    run = " vs ".join(methods)
+    run = f"{' vs '.join(methods)} at {args.budget}"
     kept = keep_curves(path.parent / "fashion_mnist_curves.json", _data_line(dataset, args.seed),
                        curves, run)
     if kept:
-        plot_anytime(kept, path.parent / f"fashion_mnist_together_{run.replace(' ', '_')}.png")
+        name = run.replace(" at ", "_").replace(" ", "_")
+        plot_anytime(kept, path.parent / f"fashion_mnist_together_{name}.png")
     print(f"\n{path.read_text()}\nwritten to {path}")
 
 

@@ -45,13 +45,15 @@ def test_the_benchmark_writes_its_table(tmp_path):
     assert [row[:2] for row in together] == [*(row[:2] for row in again),
                                              ["| best-preset", "30s"], ["| reference", "30s"]]
     assert 0 < float(together[-2][2]) <= 1  # VGG-13 alone trained and was scored
+    assert "### best-preset, reference, 30s" in pair
     # The anytime curves are kept for later runs: autocnn's alone, best-preset's together.
     curves = json.loads((tmp_path / "fashion_mnist_curves.json").read_text())
     assert set(curves["alone"]) == {"autocnn"}
-    assert set(curves["together"]) == {"best-preset vs reference"}
-    assert set(curves["together"]["best-preset vs reference"]) == {"best-preset"}
+    assert set(curves["together"]) == {"best-preset vs reference at 30s"}
+    assert set(curves["together"]["best-preset vs reference at 30s"]) == {"best-preset"}
     assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000
-    assert (tmp_path / "fashion_mnist_together_best-preset_vs_reference.png").stat().st_size > 5000
+    assert (tmp_path / "fashion_mnist_together_best-preset_vs_reference_30s.png").stat() \
+        .st_size > 5000
 
 
 def test_an_unknown_method_is_refused():
