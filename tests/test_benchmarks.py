@@ -88,15 +88,15 @@ def test_each_run_of_methods_started_together_keeps_a_table_of_its_own(tmp_path,
     args = SimpleNamespace(seed=1)
     path = tmp_path / "fashion_mnist.md"
 
-    def row(method, accuracy):
-        return bench._format_row({"method": method, "budget": "1m", "accuracy": accuracy,
+    def row(method, accuracy, budget="1m"):
+        return bench._format_row({"method": method, "budget": budget, "accuracy": accuracy,
                                   "f1": accuracy, "seconds": 60, "trials": 3,
                                   "parameters": 10, "images_per_second": 5.0,
                                   "when": "2026-12-01 10:00", "machine": "a CPU, 2 cores"})
 
     def run_together(*rows):
-        earlier = bench._earlier_runs(path, dataset, 1, [r.split("|")[1].strip() for r in rows])
         methods = [r.split("|")[1].strip() for r in rows]
+        earlier = bench._earlier_runs(path, dataset, 1, methods, rows[0].split("|")[2].strip())
         path.write_text(bench.report([], dataset, args, [], [*earlier, (methods, list(rows))]))
         return bench._earlier_runs(path, dataset, 1)
 
@@ -110,6 +110,12 @@ def test_each_run_of_methods_started_together_keeps_a_table_of_its_own(tmp_path,
     assert [methods for methods, _ in runs] == [["autocnn", "autocnn-random"],
                                                 ["autocnn", "best-preset"]]
     assert "| autocnn | 1m | 0.9500 |" in runs[1][1][0]
+    assert "### autocnn, best-preset, 1m" in path.read_text()
+    # The same methods at another budget are another comparison: both tables stay.
+    runs = run_together(row("autocnn", 0.97, "5m"), row("best-preset", 0.96, "5m"))
+    assert [(methods, rows[0].split("|")[2].strip()) for methods, rows in runs] == [
+        (["autocnn", "autocnn-random"], "1m"), (["autocnn", "best-preset"], "1m"),
+        (["autocnn", "best-preset"], "5m")]
     assert bench._earlier_runs(path, SimpleNamespace(name="other", train=range(8), val=range(2),
                                                      test=range(2)), 1) == []  # other data
 
