@@ -12,8 +12,9 @@ WEAKEST = 3  # the classes named as the weakest, by F1
 def model_card(record) -> str:
     """The card of ``record``'s model (records.SearchRecord, its artifacts downloaded)."""
     result = _json(record, "evaluation/metrics.json")
-    sections = [_title(record), _data(record), _results(result), _model(record),
-                _training(record), _choice(record), _use(record, result)]
+    fingerprint = _json(record, "data/fingerprint.json") or {}
+    sections = [_title(record), _data(record, fingerprint), _results(result), _model(record),
+                _training(record), _choice(record), _use(fingerprint, result)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
@@ -27,8 +28,7 @@ def _title(record) -> str:
             f"`{record.experiment}`.")
 
 
-def _data(record) -> str:
-    print_ = _json(record, "data/fingerprint.json")
+def _data(record, print_: dict) -> str:
     if not print_:
         return f"## Data\n\n- source: `{record.params.get('dataset', '?')}`"
     splits = ", ".join(f"{name} {count:,}" for name, count in print_["splits"].items())
@@ -112,8 +112,7 @@ def _choice(record) -> str:
             "and was trained on data of the same fingerprint.")
 
 
-def _use(record, result: dict | None) -> str:
-    print_ = _json(record, "data/fingerprint.json") or {}
+def _use(print_: dict, result: dict | None) -> str:
     classes = print_.get("classes", [])
     shape = "x".join(map(str, print_.get("input_shape", []))) or "?"
     weakest = (sorted(result["per_class"], key=lambda n: result["per_class"][n]["f1"])[0]
