@@ -91,7 +91,8 @@ from autocnn.config import (
          help="Start this many local worker processes (one GPU each when there are); "
               "implies --distributed chief.")
 @setting("--worker-timeout", type=Duration(),
-         help="A worker silent this long has its trial handed to another worker.")
+         help="A worker silent this long has its trial handed to another worker; workers "
+              "wait this long for a chief that stopped answering (restart it within it).")
 @setting("--strategy", type=click.Choice(STRATEGIES),
          help="mirrored: train each trial on all visible GPUs (tf.distribute."
               "MirroredStrategy); the batch size searched is per GPU.")

@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 
-from autocnn.distributed import service
+from autocnn.distributed import restart, service
 from autocnn.distributed.protocol import Address
 from autocnn.distributed.roster import Roster
 
@@ -31,12 +31,16 @@ class Chief:
         self.told_to_stop = set()
         self.servicer_stopped = False  # keras-tuner's oracle said STOPPED (trials/space ran out)
         self._ended = threading.Event()  # a worker ended a trial: report it now
+        self.taken_back = []  # trials a killed chief left running, kept for their workers
         self._server = None
 
     # -- the server ---------------------------------------------------------------------------
 
     def listen(self) -> Address:
-        """Start serving; the address it listens on (its port chosen when it was 0)."""
+        """Start serving; the address it listens on (its port chosen when it was 0). A
+        restarted chief first takes back the trials its workers may still run."""
+        # Before any worker can ask for a trial.
+        self.taken_back = restart.take_back(self.oracle, self.total_trials, self.worker_timeout)
         self._server, self.address = service.start(self, self.address)
         return self.address
 
@@ -57,7 +61,8 @@ class Chief:
         if refused:
             return {"error": refused}
         # Seconds left rather than the deadline itself: the machines' clocks may differ.
-        reply = {"remaining": None if self.deadline is None else self.deadline - time.time()}
+        reply = {"remaining": None if self.deadline is None else self.deadline - time.time(),
+                 "search_id": self.manifest.get("search_id")}
         if request.get("hello"):
             reply["manifest"] = self.manifest
         return reply
@@ -92,7 +97,7 @@ class Chief:
                 reason = self.stopping if self.stopping != "trials" else None
             if self.stopping and not self.oracle.ongoing_trials:
                 break
-            gone = self._workers_gone(local_workers)
+            gone = self.roster.gone(local_workers)
             if gone:
                 reason = gone
                 break
@@ -100,8 +105,9 @@ class Chief:
         return reason
 
     def _report_ended(self, ended: set, on_trial_end) -> None:
+        queued = set(self.oracle._retry_queue)  # ended, but to run again (its tracking was lost)
         for trial in list(self.oracle.trials.values()):
-            if trial.status != "RUNNING" and trial.trial_id not in ended:
+            if trial.status != "RUNNING" and trial.trial_id not in ended | queued:
                 ended.add(trial.trial_id)
                 trial.message = trial.message or self.roster.messages.get(trial.trial_id)
                 seconds, worker = self.roster.ended(trial.trial_id)
@@ -116,21 +122,6 @@ class Chief:
             return "time budget"
         if self.servicer_stopped or self._trials_used():
             return "trials"
-        return None
-
-    def _workers_gone(self, local_workers) -> str | None:
-        """Why the wait for workers is over ("time budget", "no workers"), or None."""
-        roster = self.roster
-        if self.roster.workers and not roster.any_alive():
-            if "time budget" in self.roster.left.values():
-                return "time budget"  # the workers found no time for another trial
-            if self.clock() - roster.last_heard() >= self.worker_timeout:
-                log.info(f"no worker has been heard from for {self.worker_timeout:.0f}s: "
-                         "ending the search")
-                return "no workers"
-        if local_workers is not None and local_workers.all_exited():
-            log.info(f"every local worker exited; their logs: {local_workers.log_dir}")
-            return "no workers"
         return None
 
     def _trials_used(self) -> bool:

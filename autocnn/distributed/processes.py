@@ -1,6 +1,6 @@
 """The processes a chief starts on its own machine: local workers (``--workers N``, one GPU each
-when there are) and a local MLflow tracking server over the SQLite store, supervised so that
-none outlives the chief."""
+when there are) and a local MLflow tracking server over the SQLite store; none outlives the
+chief (the workers watch it, the server is supervised)."""
 
 import contextlib
 import logging
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from autocnn.distributed.protocol import Address
+from autocnn.distributed.worker import CHIEF_PID
 from autocnn.errors import DistributedError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class LocalWorkers:
         self.processes = {}
         for index in range(count):
             name = f"worker-{index + 1}"
-            env = dict(os.environ)
+            env = {**os.environ, CHIEF_PID: str(os.getpid())}  # they end with this chief
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
             command = [sys.executable, "-m", "autocnn", "worker", "--oracle-address",

@@ -38,8 +38,16 @@ class Roster:
                                     "bye": bool(request.get("bye"))}
             if request.get("bye"):
                 self.left[worker] = str(request["bye"])
+            self._note_running(worker, request.get("trial"), request.get("seconds"))
             self._note_ended(request.get("ended"))
         return None
+
+    def _note_running(self, worker: str, trial_id, seconds) -> None:
+        # A trial handed out before this chief started (it was restarted) is timed from
+        # when the worker began it, as the worker says.
+        if trial_id is not None and seconds is not None and trial_id not in self.started:
+            self.started[trial_id] = self.clock() - float(seconds)
+            self.assigned.setdefault(trial_id, worker)
 
     def _note_ended(self, ended: dict | None) -> None:
         if ended and ended.get("message"):
@@ -80,6 +88,21 @@ class Roster:
 
     def any_alive(self) -> bool:
         return any(self.alive(w) for w in self.workers.values())
+
+    def gone(self, local_workers=None) -> str | None:
+        """Why the wait for workers is over ("time budget", "no workers"), or None;
+        ``local_workers``: the chief's own (all of them exiting ends the wait)."""
+        if self.workers and not self.any_alive():
+            if "time budget" in self.left.values():
+                return "time budget"  # the workers found no time for another trial
+            if self.clock() - self.last_heard() >= self.worker_timeout:
+                log.info(f"no worker has been heard from for {self.worker_timeout:.0f}s: "
+                         "ending the search")
+                return "no workers"
+        if local_workers is not None and local_workers.all_exited():
+            log.info(f"every local worker exited; their logs: {local_workers.log_dir}")
+            return "no workers"
+        return None
 
     def last_heard(self) -> float:
         return max(w["seen"] for w in self.workers.values())

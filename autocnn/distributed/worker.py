@@ -14,17 +14,47 @@ from pathlib import Path
 from autocnn.distributed.protocol import LOOPBACK, SERVICE, Address, encode
 from autocnn.errors import DistributedError
 
+# A channel to the chief that reconnects within seconds once a restarted chief listens again
+# (gRPC's own backoff grows to two minutes), and keras-tuner's calls that a chief's death cut
+# off sent again rather than failing the trial (a call not yet sent waits: wait_for_ready).
+_RETRY = {"methodConfig": [{"name": [{"service": "keras_tuner.Oracle"}], "retryPolicy": {
+    "maxAttempts": 5, "initialBackoff": "1s", "maxBackoff": "10s", "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"]}}]}
+CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 1000),
+                   ("grpc.max_reconnect_backoff_ms", 5000),
+                   ("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(_RETRY))]
+CHIEF_PID = "AUTOCNN_CHIEF_PID"  # set for the local workers a chief starts: they end with it
+
+
+def channel(address: Address):
+    import grpc
+
+    return grpc.insecure_channel(str(address), options=CHANNEL_OPTIONS)
+
+
+def oracle_stub(address: Address):
+    """keras-tuner's stub to the chief's oracle, on a ``channel`` that outlives a chief's
+    restart (keras-tuner's own has gRPC's defaults)."""
+    from keras_tuner.src import protos
+
+    return protos.get_service_grpc().OracleStub(channel(address))
+
 
 class Link:
     """A worker's line to the chief: the first beat gets the search, then one beat every few
-    seconds in a thread until ``close`` (which trial runs); ``deadline``: when the budget ends,
-    by this machine's clock."""
+    seconds in a thread until ``close`` (which trial runs, for how long); ``deadline``: when
+    the budget ends, by this machine's clock.
+
+    A chief that stops answering is waited for up to its worker timeout: one restarted with
+    the same command in that time finds the worker still on its trial. A local worker (its
+    chief's pid in AUTOCNN_CHIEF_PID) stops as soon as that chief is gone.
+    """
 
     def __init__(self, address: Address, worker_id: str, connect_timeout: float = 30.0):
         import grpc
 
         self.address, self.worker_id = address, worker_id
-        self.channel = grpc.insecure_channel(str(address))
+        self.channel = channel(address)
         try:
             grpc.channel_ready_future(self.channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
@@ -35,9 +65,10 @@ class Link:
             ) from None
         self._beat = self.channel.unary_unary(f"/{SERVICE}/Beat", request_serializer=encode,
                                               response_deserializer=json.loads)
-        self.trial, self.deadline = None, None
+        self.trial, self.deadline, self._trial_began = None, None, None
         self.tuner_dir = self.tracking_uri = None  # as this machine sees them (see join)
-        self._stop = threading.Event()
+        self.chief_pid = int(os.environ.get(CHIEF_PID) or 0) or None
+        self._stop, self._waiting = threading.Event(), False  # waiting: for a silent chief
         reply = self.send(hello=True)
         if "error" in reply:
             raise DistributedError(reply["error"])
@@ -48,29 +79,57 @@ class Link:
         interval = min(10.0, self.worker_timeout / 4)
         threading.Thread(target=self._run, args=(interval,), daemon=True).start()
 
+    def running(self, trial_id: str | None) -> None:
+        """The trial this worker runs from now (None: none)."""
+        self.trial, self._trial_began = trial_id, time.monotonic() if trial_id else None
+
     def send(self, **extra) -> dict:
+        seconds = None if self._trial_began is None else time.monotonic() - self._trial_began
         reply = self._beat({"worker": self.worker_id, "host": socket.gethostname(),
-                            "pid": os.getpid(), "trial": self.trial, **extra}, timeout=10)
+                            "pid": os.getpid(), "trial": self.trial, "seconds": seconds,
+                            **extra}, timeout=10)
         remaining = reply.get("remaining")
         self.deadline = None if remaining is None else time.time() + remaining
         return reply
 
     def _run(self, interval: float) -> None:
-        heard = time.monotonic()
-        while not self._stop.wait(interval):
-            try:
-                self.send()
+        heard = next_beat = time.monotonic()
+        while not self._stop.wait(1.0):
+            if self.chief_pid and os.getppid() != self.chief_pid:
+                return self._give_up("the chief that started it has exited")
+            if time.monotonic() < next_beat:
+                continue
+            next_beat = time.monotonic() + interval
+            why = self._beat_once(heard)
+            if why == "":
                 heard = time.monotonic()
-            except Exception:  # a missed beat is only a missed beat, up to the timeout
-                if time.monotonic() - heard > self.worker_timeout:
-                    self._give_up()
-                    return
+            elif why:
+                return self._give_up(why)
 
-    def _give_up(self) -> None:
+    def _beat_once(self, heard: float) -> str | None:
+        """One beat: "" when the chief answered, why to stop, or None (no answer yet)."""
+        try:
+            reply = self.send()
+        except Exception:  # a missed beat is only a missed beat, up to the timeout
+            silent = time.monotonic() - heard
+            if silent > self.worker_timeout:
+                return f"no answer from the chief at {self.address} for {silent:.0f}s"
+            if not self._waiting:
+                self._waiting = True
+                _say(f"worker {self.worker_id}: the chief at {self.address} does not answer; "
+                     f"waiting up to {self.worker_timeout:.0f}s for it (its trial goes on)")
+            return None
+        if self._waiting:
+            self._waiting = False
+            _say(f"worker {self.worker_id}: the chief at {self.address} answers again")
+        if reply.get("search_id") not in (None, self.manifest["search_id"]):
+            return f"the chief at {self.address} now runs another search"
+        return ""
+
+    def _give_up(self, why: str) -> None:
         """The chief is gone (keras-tuner's own calls would wait an hour for it): stop."""
-        print(f"worker {self.worker_id}: no answer from the chief at {self.address} for "
-              f"{self.worker_timeout:.0f}s; stopping (its trial reruns when the chief "
-              "resumes the search)", file=sys.stderr, flush=True)
+        _say(f"worker {self.worker_id}: {why}; stopping (its trial reruns when the chief "
+             "resumes the search)")
         import _thread
 
         _thread.interrupt_main(signal.SIGTERM)  # as SIGTERM: stop now, not after the trial
@@ -83,6 +142,10 @@ class Link:
         with contextlib.suppress(Exception):
             self.send(bye=reason, trial=None)
         self.channel.close()
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def join(address: Address, worker_id: str, connect_timeout: float = 30.0,

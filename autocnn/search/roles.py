@@ -31,7 +31,7 @@ class ChiefRole(Role):
         tuner.oracle.verbose = self.config.verbose  # as keras-tuner's chief does
         with self._serving(tuner) as (chief, local_workers):
             tuner.save()
-            tuner.runs.reconcile(tuner.oracle)
+            tuner.runs.reconcile(tuner.oracle, chief.taken_back)
             reason = chief.serve(
                 tuner.budget, tuner.stop, local_workers=local_workers,
                 on_trial_end=lambda trial, seconds, worker: self._ended(
@@ -87,7 +87,7 @@ class WorkerRole(Role):
         self.link = link
 
     def trial_begins(self, tuner, trial) -> None:
-        self.link.trial = trial.trial_id
+        self.link.running(trial.trial_id)
         tuner.runs.forget_earlier(trial.trial_id)
         seed_trial(self.link.seed, trial)
 
@@ -96,7 +96,7 @@ class WorkerRole(Role):
         # took (the chief's retraining estimate): tell the chief before ending the trial.
         self.link.send(ended={"trial": trial.trial_id, "message": trial.message,
                               "epoch_seconds": per_epoch})
-        self.link.trial = None
+        self.link.running(None)
 
 
 def manifest(config, tracker, tracking_uri) -> dict:

@@ -7,6 +7,7 @@ import logging
 from autocnn.config import SearchConfig
 from autocnn.control import StopRequests
 from autocnn.distributed.protocol import keras_tuner_role
+from autocnn.distributed.worker import oracle_stub
 from autocnn.errors import Interrupted
 from autocnn.search.budget import Deadline
 from autocnn.search.prepare import bootstrap, fit_arguments
@@ -36,6 +37,7 @@ def run_worker(link, verbose: int | None = None) -> int:
             tuner = create_tuner(config, prepared.hypermodel, tracker,
                                  strategy=prepared.strategy, stop=stop, role=WorkerRole(link),
                                  budget=Deadline(lambda: link.deadline))
+            tuner.oracle.stub = oracle_stub(link.address)  # keras-tuner's OracleClient
             log.info(f"worker {link.worker_id}: running trials of MLflow run "
                      f"{tracker.parent_run_id} for the chief at {link.address}")
             tuner.search(*args, **kwargs)

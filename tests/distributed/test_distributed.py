@@ -16,7 +16,7 @@ import keras_tuner as kt
 import pytest
 
 from autocnn.config import DataConfig, SearchConfig
-from autocnn.distributed import protocol
+from autocnn.distributed import protocol, restart
 from autocnn.distributed import worker as worker_link
 from autocnn.distributed.chief import Chief
 from autocnn.distributed.protocol import Address
@@ -96,6 +96,50 @@ def test_a_worker_restarted_in_time_takes_its_trial_back(tmp_path):
     reply = made.beat({"worker": "w1", "host": "h", "pid": 1, "hello": True})
     assert "manifest" in reply and made.reassign_silent() == []
     assert ask(made, "w1").trial_id == first.trial_id
+
+
+def test_a_restarted_chief_keeps_the_running_trials_for_their_workers(tmp_path, progress):
+    first = chief(tmp_path)
+    first.beat({"worker": "w1", "host": "h", "pid": 1, "hello": True})
+    running = ask(first, "w1")  # then the chief is killed: only its files are left
+    reloaded = oracle(tmp_path)
+    reloaded.reload()  # as keras-tuner's tuner does: the running trial is queued to run again
+    assert reloaded._retry_queue == [running.trial_id]
+    again = Chief(reloaded, Address("127.0.0.1", 0), {"config": {}}, worker_timeout=10,
+                  clock=Clock())
+    assert restart.take_back(reloaded, 4, 10) == [running.trial_id]
+    assert reloaded._retry_queue == [] and reloaded.ongoing_trials["w1"] is not None
+    assert any("1/4 was running on w1 when the chief stopped" in line for line in progress)
+    assert ask(again, "w2").trial_id != running.trial_id  # not handed to another worker
+    again.clock.now = 4
+    again.beat({"worker": "w1", "host": "h", "pid": 1, "trial": running.trial_id,
+                "seconds": 30.0})  # the worker outlived its chief and goes on
+    assert again.roster.ended(running.trial_id) == (30.0, "w1")  # timed from its start
+    again.clock.now = 15  # silent since: now it goes back in the queue
+    again.beat({"worker": "w2", "host": "h", "pid": 2})
+    assert again.reassign_silent() == [running.trial_id]
+
+
+def test_a_worker_waits_for_a_restarted_chief_and_goes_on(tmp_path, capfd):
+    made = chief(tmp_path)
+    made.manifest = {"config": {"worker_timeout": 8, "seed": 3}, "search_id": "s1"}
+    address = made.listen()
+    link = worker_link.Link(address, "w1", connect_timeout=10)
+    try:
+        link.running("00")
+        made.close(grace=0)
+        time.sleep(3)  # a beat (every 2 s here) finds no chief
+        again = Chief(oracle(tmp_path / "b"), address, made.manifest, worker_timeout=8)
+        again.listen()
+        said, until = "", time.monotonic() + 15
+        while "answers again" not in said and time.monotonic() < until:
+            time.sleep(0.2)
+            said += capfd.readouterr().err
+        assert again.roster.workers["w1"]["trial"] == "00"
+        assert "does not answer; waiting up to 8s for it" in said and "answers again" in said
+        again.close()
+    finally:
+        link.close()
 
 
 def test_one_worker_id_in_two_live_processes_is_refused(tmp_path):
