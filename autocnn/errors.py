@@ -23,6 +23,11 @@ class TrackingError(AutoCNNError):
     """The MLflow tracking store cannot be reached or used."""
 
 
+class TrackingLost(TrackingError):
+    """The tracking server stopped answering, after MLflow's client had retried: a trial it
+    happens in runs again once the server answers."""
+
+
 class SearchError(AutoCNNError):
     """The search could not produce a model (for example, every trial failed)."""
 

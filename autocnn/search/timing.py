@@ -45,6 +45,11 @@ class TrialTimes:
         self.ended(trial_id, seconds, per_epoch)
         return seconds, overhead
 
+    def forget(self, trial_id: str) -> None:
+        """A trial that runs again from its start: this run of it counts for nothing."""
+        for kept in (self._started, self._epochs, self._epoch_times):
+            kept.pop(trial_id, None)
+
     def ended(self, trial_id: str, seconds: float, per_epoch: float | None) -> None:
         """A trial ended here or on a worker after ``seconds``."""
         self.durations.append(seconds)

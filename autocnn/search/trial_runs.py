@@ -3,6 +3,7 @@ agree with the tuner's trials when a search resumes after a crash or a kill."""
 
 import re
 
+from autocnn.errors import TrackingLost
 from autocnn.space.hypermodel import active_values
 
 ENDED = ("FINISHED", "FAILED")
@@ -14,8 +15,13 @@ class TrialRuns:
     def __init__(self, tracker):
         self.tracker = tracker
         self._runs, self._logged = {}, {}  # trial id -> run id; -> the params logged
+        self.lost = set()  # trials whose epochs the tracking server stopped taking
+        self._abandoned = {}  # trial id -> its run left unfinished when its tracking was lost
 
     def start(self, trial, warm_start: str | None = None) -> str:
+        if trial.trial_id in self._abandoned:  # it runs again: its unfinished run goes
+            self.tracker.delete_run(self._abandoned.pop(trial.trial_id))
+        self.lost.discard(trial.trial_id)
         values = active_values(trial.hyperparameters)
         run_id = self.tracker.start_trial(
             trial.trial_id, values, tags={"autocnn.warm_start": warm_start} if warm_start
@@ -31,7 +37,16 @@ class TrialRuns:
         return self._runs[trial_id]
 
     def log_epoch(self, trial_id: str, epoch: int, logs: dict) -> None:
-        self.tracker.log_epoch(self._runs[trial_id], epoch, logs)
+        try:
+            self.tracker.log_epoch(self._runs[trial_id], epoch, logs)
+        except TrackingLost:
+            self.lost.add(trial_id)
+            raise
+
+    def abandon(self, trial_id: str) -> None:
+        """Leave the run of a trial that lost its tracking (it runs again with a new one)."""
+        self._abandoned[trial_id] = self._runs.pop(trial_id)
+        self._logged.pop(trial_id, None)
 
     def end(self, trial, metrics: dict) -> str:
         """End the trial's run with its outcome and ``metrics``; the outcome in words."""
@@ -62,16 +77,20 @@ class TrialRuns:
         self.tracker.end_trial(run_id, trial.status, metrics, tags, message=trial.message)
         return outcome(trial)
 
-    def reconcile(self, oracle) -> None:
+    def reconcile(self, oracle, running=()) -> None:
         """Make MLflow agree with the oracle's trials after a crash or a kill: one finished run
         per ended trial (created or ended here when the process died before it was), none for
-        a trial that will rerun, and interrupted trials queued to run again."""
+        a trial that will rerun, and interrupted trials queued to run again. ``running``: trials
+        still running on workers (a restarted chief's), whose runs are theirs to end."""
         runs = self.tracker.trial_runs()
         queue = oracle._retry_queue  # a trial that ended runs no more, whatever was saved
-        queue[:] = [t for t in queue if oracle.trials[t].status == "RUNNING"]
+        rerun = ("RUNNING", "INVALID")  # INVALID and queued: its tracking was lost, it reruns
+        queue[:] = list(dict.fromkeys(t for t in queue if oracle.trials[t].status in rerun))
         for trial_id, trial in oracle.trials.items():
             found = runs.pop(trial_id, [])
-            if trial.status == "RUNNING":
+            if trial_id in running:
+                continue
+            if trial.status == "RUNNING" or trial_id in queue:
                 # Died between writing the trial and the oracle's list of running trials: the
                 # oracle has no public way to be told, so queue it as its reload does.
                 if trial_id not in queue:

@@ -26,10 +26,15 @@ from autocnn.search.progress import (
 )
 from autocnn.search.timing import TrialTimes
 from autocnn.search.trial_runs import TrialRuns
+from autocnn.tracking import outages
 
 log = logging.getLogger(__name__)
 
 OBJECTIVE = "val_accuracy"
+# A trial whose tracking server stopped answering mid-trial runs again, up to this many times
+# (keras-tuner's retries; every other failure is final, see TrackedTrials.on_trial_end).
+TRACKING_RERUNS = 2
+TRACKING_WAIT = 600.0  # seconds to wait for the server before the next trial, then stop
 
 
 class Role:
@@ -138,6 +143,9 @@ class TrackedTrials:
         self.runs.log_epoch(trial.trial_id, epoch, logs or {})
 
     def on_trial_end(self, trial):
+        lost = trial.trial_id in self.runs.lost
+        if trial.status == "INVALID" and not lost:
+            trial.status = "FAILED"  # a trial's own failure would fail again: no rerun
         self.role.trial_ends(self, trial, self.times.so_far(trial.trial_id)[1])
         try:
             super().on_trial_end(trial)
@@ -145,7 +153,19 @@ class TrackedTrials:
             release_traced_gradients(traced_gradients() - self._gradients)
             ended = self.oracle.get_trial(trial.trial_id)
             ended.message = ended.message or trial.message
-            self._record(ended)
+            if lost and ended.status == "INVALID":  # keras-tuner queued it to run again
+                self._rerun(ended)
+            else:
+                self._record(ended)
+
+    def _rerun(self, trial):
+        """A trial that lost its tracking server runs again once the server answers."""
+        self.runs.abandon(trial.trial_id)
+        self.times.forget(trial.trial_id)
+        log.info(f"trial {trial_label(int(trial.trial_id) + 1, self.total_trials).strip()}: "
+                 f"the MLflow tracking server stopped answering; the trial runs again once "
+                 f"it answers")
+        outages.wait_until_answers(self.runs.tracker, TRACKING_WAIT, log.info)
 
     def _record(self, trial):
         seconds, overhead = self.times.end(trial.trial_id)
@@ -191,7 +211,8 @@ def create_tuner(config: SearchConfig, hypermodel, tracker, warm_start=({},), st
     ``strategy``: a tf.distribute strategy each trial's model is built and trained under.
     """
     settings = dict(objective=OBJECTIVE, seed=config.seed,
-                    max_consecutive_failed_trials=config.max_failed_trials)
+                    max_consecutive_failed_trials=config.max_failed_trials,
+                    max_retries_per_trial=TRACKING_RERUNS)
     tracked = dict(hypermodel=hypermodel, directory=config.tuner_dir,
                    project_name=config.project_name, overwrite=config.overwrite,
                    tracker=tracker, total_trials=config.trial_limit,

@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from autocnn.errors import TrackingError
-from autocnn.tracking import inputs, registry
+from autocnn.tracking import inputs, outages, registry
 from autocnn.tracking.store import redact, resolve_tracking_uri
 
 # MLflow 3 opens an experiment of this kind in its "Model training" view (not the GenAI one).
@@ -119,7 +119,8 @@ class Tracker:
         self.client.delete_run(run_id)
 
     def log_epoch(self, run_id: str, epoch: int, logs: dict) -> None:
-        self.log_metrics(run_id, {k: v for k, v in logs.items() if _is_number(v)}, step=epoch)
+        with outages.lost_when_unreachable(self.tracking_uri):  # TrackingLost: see outages
+            self.log_metrics(run_id, {k: v for k, v in logs.items() if _is_number(v)}, epoch)
 
     def end_trial(self, run_id: str, status: str, metrics: dict, tags: dict,
                   message: str | None = None) -> None:

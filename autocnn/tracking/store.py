@@ -61,6 +61,13 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def redact_text(text: str) -> str:
+    """``text`` with the password of every URI in it as *** (a pipeline's file, a command)."""
+    import re
+
+    return re.sub(r"(\b[a-z][\w+.-]*://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+
+
 def check_database(uri: str) -> str:
     """The database URI a tracking server is to keep its runs in, checked: a SQLite file made
     absolute (and its folder made), or a PostgreSQL database whose driver is installed and
