@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster and an `autocnn server` over a database, for the load
-benchmark and the team-setup test: real servers on free local ports, gone afterwards."""
+benchmark and the team-setup and fault tests: real servers on free local ports (a tracking
+server can be killed and started again on its port), gone afterwards."""
 
 import contextlib
 import glob
@@ -60,26 +61,50 @@ def cluster():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class TrackingServer:
+    """`autocnn server --db DB` on ``port`` of 127.0.0.1 (a free one when not given), its
+    artifacts and log (``log_path``) in ``folder``; ``kill`` it as a crash would and ``start``
+    it again on the same port."""
+
+    def __init__(self, db: str, folder: Path, workers: int = 4, port: int | None = None):
+        self.db, self.folder, self.workers = db, Path(folder), workers
+        self.port = port or free_port()
+        self.url, self.log_path = f"http://127.0.0.1:{self.port}", self.folder / "server.log"
+        self.process = None
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self, timeout: float = 120) -> "TrackingServer":
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "autocnn", "server", "--artifacts",
+                 str(self.folder / "artifacts"), "--port", str(self.port), "--workers",
+                 str(self.workers)], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "AUTOCNN_DB": self.db}, start_new_session=True)
+        _wait(self.url, self.process, timeout, self.log_path)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL to the server and its workers, nothing saved or closed."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, number) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, number)
+            self.process.wait(timeout=30)
+
+
 @contextlib.contextmanager
 def tracking_server(db: str, folder: Path, workers: int = 4, timeout: float = 120):
-    """`autocnn server --db DB` on a free port, its artifacts and log in ``folder``: (its URL,
-    its log file). Stopped (SIGTERM to its process group) afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    port, log_path = free_port(), folder / "server.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "autocnn", "server", "--artifacts", str(folder / "artifacts"),
-             "--port", str(port), "--workers", str(workers)], stdout=log,
-            stderr=subprocess.STDOUT, env={**os.environ, "AUTOCNN_DB": db},
-            start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait(url, process, timeout, log_path)
-            yield url, log_path
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+    """A started TrackingServer over ``db``, stopped afterwards."""
+    server = TrackingServer(db, folder, workers)
+    try:
+        yield server.start(timeout)
+    finally:
+        server.stop()
 
 
 def _wait(url: str, process, timeout: float, log_path: Path) -> None:

@@ -45,9 +45,9 @@ def main(argv=None):
     for store in args.stores.split(","):
         with tempfile.TemporaryDirectory(prefix="autocnn-load-") as folder, \
                 _database(store, Path(folder)) as db, \
-                postgres.tracking_server(db, Path(folder) / "server") as (url, _):
+                postgres.tracking_server(db, Path(folder) / "server") as server:
             for count in counts:
-                rows.append((store, count, *load(url, count, args.epochs)))
+                rows.append((store, count, *load(server.url, count, args.epochs)))
                 print(_row(rows[-1]), flush=True)
     _write(Path(args.output), rows, args.epochs)
 

@@ -6,12 +6,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import gzip  # noqa: E402
 import re  # noqa: E402
 import struct  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from autocnn.data.sources import IDX_FILES  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import postgres as postgres_servers  # noqa: E402  (benchmarks/postgres.py, shared with the load benchmark)
 
 
 class Progress(logging.Handler):
@@ -53,6 +57,16 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL cluster: (its URI, its password); skipped where there is none."""
+    try:
+        with postgres_servers.cluster() as found:
+            yield found
+    except postgres_servers.Unavailable as why:
+        pytest.skip(f"{why} (.ci/run installs it)")
 
 
 @pytest.fixture

@@ -4,24 +4,12 @@ chief with two workers searching through that server; the database password show
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import postgres_servers
 
 from autocnn.errors import TrackingError
-from autocnn.tracking.store import check_database, redact
-
-sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-import postgres as postgres_servers  # noqa: E402  (benchmarks/postgres.py, shared with the load benchmark)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        with postgres_servers.cluster() as found:
-            yield found
-    except postgres_servers.Unavailable as why:
-        pytest.skip(f"{why} (.ci/run installs it)")
+from autocnn.tracking.store import check_database, redact, redact_text
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +25,10 @@ def test_a_password_is_redacted_wherever_it_would_be_shown():
         "postgresql://ml:***@db.lan:5432/mlflow"
     assert redact("postgresql://db.lan/mlflow") == "postgresql://db.lan/mlflow"
     assert redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    # A pipeline's file and its stages' commands, shown and logged.
+    assert redact_text("stages:\n  - search: {tracking_uri: 'postgresql+psycopg://ml:s3:cret@h"
+                       "/db', dataset: http://x/a}") == \
+        "stages:\n  - search: {tracking_uri: 'postgresql+psycopg://ml:***@h/db', dataset: http://x/a}"
 
 
 def test_a_database_the_server_cannot_use_is_one_clear_line():
@@ -55,7 +47,7 @@ def test_a_chief_and_two_workers_search_through_a_server_on_postgresql(postgres,
     from mlflow.tracking import MlflowClient
 
     _, password = postgres
-    url, server_log = server
+    url, server_log = server.url, server.log_path
     command = [sys.executable, "-m", "autocnn", "search", "--dataset", "digits",
                "--max-trials", "4", "--epochs", "2", "--seed", "3", "--set", "family=plain",
                "--set", "num_blocks=1", "--workers", "2", "--tracking-uri", url,
