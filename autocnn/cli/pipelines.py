@@ -145,6 +145,7 @@ def plan(spec: dict, commands: dict) -> list[tuple[str, dict, list[str]]]:
 def run(spec: dict, commands: dict, rerun: bool = False) -> list[dict]:
     """Run the stages in order, skipping those already finished with the same settings."""
     from autocnn.errors import AutoCNNError
+    from autocnn.tracking.store import redact_text
 
     planned = plan(spec, commands)
     state_file = STATE_DIR / f"{spec['name']}.json"
@@ -165,7 +166,7 @@ def run(spec: dict, commands: dict, rerun: bool = False) -> list[dict]:
             outputs.update(done["outputs"])
             results.append(done["outputs"])
             continue
-        click.echo(f"== stage {number}/{len(planned)}: {name} {' '.join(args)}")
+        click.echo(f"== stage {number}/{len(planned)}: {name} {redact_text(' '.join(args))}")
         try:
             result = commands[name].main(args=list(args), prog_name=f"autocnn {name}",
                                          standalone_mode=False) or {}
@@ -177,7 +178,8 @@ def run(spec: dict, commands: dict, rerun: bool = False) -> list[dict]:
             _log_pipeline(spec, result)
         outputs.update({k: v for k, v in result.items() if v is not None})
         results.append(result)
-        state[key] = {"digest": digest, "outputs": result}
+        state[key] = {"digest": digest, "outputs": {
+            k: redact_text(v) if isinstance(v, str) else v for k, v in result.items()}}
         # Later stages depend on this one: what came after it must run again.
         state = {k: v for k, v in state.items() if int(k.split(":")[0]) <= number}
         state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +194,7 @@ def _describe(outputs: dict) -> str:
 
 def _log_pipeline(spec, result):
     from autocnn.tracking import log_text
+    from autocnn.tracking.store import redact_text
 
-    log_text(result["tracking_uri"], result["run_id"], spec["text"],
+    log_text(result["tracking_uri"], result["run_id"], redact_text(spec["text"]),
              f"pipeline/{Path(spec['path']).name}")
