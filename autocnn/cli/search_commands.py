@@ -92,7 +92,7 @@ from autocnn.config import (
               "implies --distributed chief.")
 @setting("--worker-timeout", type=Duration(),
          help="A worker silent this long has its trial handed to another worker; workers "
-              "wait this long for a chief that stopped answering (restart it within it).")
+              "wait this long for a chief that stopped answering (restart it in that time).")
 @setting("--strategy", type=click.Choice(STRATEGIES),
          help="mirrored: train each trial on all visible GPUs (tf.distribute."
               "MirroredStrategy); the batch size searched is per GPU.")
