@@ -28,6 +28,7 @@ _PUBLIC = {
     "SearchConfig": ("autocnn.config", "SearchConfig"),
     "parse_duration": ("autocnn.control", "parse_duration"),
     "format_duration": ("autocnn.control", "format_duration"),
+    "cpu_model": ("autocnn.devices", "cpu_model"),
     "load_data": ("autocnn.data", "load"),
     "Dataset": ("autocnn.data", "Dataset"),
     "CNNHyperModel": ("autocnn.space.hypermodel", "CNNHyperModel"),

@@ -77,17 +77,23 @@ def visible_gpus() -> int:
     return len(tf.config.list_physical_devices("GPU"))
 
 
-def describe_machine() -> str:
-    """The machine in a phrase, for a run's record: CPU model and cores, GPUs, TensorFlow."""
+def cpu_model() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor"), or its architecture where the
+    system does not say."""
     import platform
 
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def describe_machine() -> str:
+    """The machine in a phrase, for a run's record: CPU model and cores, GPUs, TensorFlow."""
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        models = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                  if line.startswith("model name")]
-        cpu = models[0] if models else cpu
+    cpu = cpu_model()
     gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
             for gpu in tf.config.list_physical_devices("GPU")]
     return (f"{cpu}, {os.cpu_count()} cores; {', '.join(gpus) or 'no GPU'}; TensorFlow "

@@ -32,7 +32,6 @@ OUTPUT/fashion_mnist.md with the hardware it ran on, and is printed.
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -430,14 +429,9 @@ def _machine() -> str:
 def _hardware() -> str:
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    import autocnn
+
+    cpu = autocnn.cpu_model()
     gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
             for gpu in tf.config.list_physical_devices("GPU")]
     return (f"{cpu}, {os.cpu_count()} cores, " + (", ".join(gpus) if gpus else "no GPU")

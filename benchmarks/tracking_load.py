@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import multiprocessing
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -123,12 +122,10 @@ def _row(row) -> str:
 
 
 def _write(folder: Path, rows, epochs: int) -> None:
+    import autocnn
+
     folder.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores"
-    with contextlib.suppress(OSError):
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                 if line.startswith("model name")]
-        machine = f"{names[0]}, {multiprocessing.cpu_count()} cores" if names else machine
+    machine = f"{autocnn.cpu_model()}, {multiprocessing.cpu_count()} cores"
     lines = ["# Tracking load: many processes through one MLflow server", "",
              f"Each process logs one trial ({epochs} epochs of {len(METRICS)} metrics, 30 "
              f"params, an artifact); {time.strftime('%Y-%m-%d %H:%M')}, {machine}.", "",
