@@ -98,7 +98,8 @@ def main(argv=None):
         # After each method, so a long run keeps what it has; rows of methods this run did not
         # rerun stay, when they ran on the same data.
         path = out / "fashion_mnist.md"
-        table = report(rows, dataset, args, _earlier_rows(path, dataset, args.seed, methods),
+        table = report(rows, dataset, args,
+                       _earlier_rows(path, dataset, args.seed, methods, args.budget),
                        _earlier_runs(path, dataset, args.seed))
         (out / "fashion_mnist.md").write_text(table)
         curves = keep_curves(out / "fashion_mnist_curves.json", _data_line(dataset, args.seed),
@@ -172,27 +173,32 @@ def anytime(tracking_uri: str, run_id: str) -> list[tuple[float, float]]:
 
 def keep_curves(path: Path, data_line: str, rows, run: str | None = None) -> list[dict]:
     """The anytime curves kept in ``path`` for this data, with those of ``rows`` replacing
-    their methods': of the methods run alone, or of the ``run`` of methods started together
-    (a name such as "autocnn vs best-preset at 60m"). The file keeps them for later runs."""
+    their methods' at the same budget: of the methods run alone ("autocnn at 60m"), or of the
+    ``run`` of methods started together (a name such as "autocnn vs best-preset at 60m"). The
+    file keeps them for later runs."""
     import json
 
     stored = json.loads(path.read_text()) if path.exists() else {}
     if stored.get("data") != data_line:
         stored = {"data": data_line}
-    if run is None:
-        curves = stored.setdefault("alone", {})
+    if run is None:  # one curve a method and budget (kept by method alone before)
+        curves = stored["alone"] = {
+            key if " at " in key else f"{key} at {kept['budget']}": {"method": key, **kept}
+            for key, kept in stored.get("alone", {}).items()}
     else:  # one comparison: the methods started together this time
         curves = stored.setdefault("together", {})[run] = {}
     for row in rows:
         if row.get("curve"):
-            curves[row["method"]] = {"budget": row["budget"], "curve": row["curve"]}
+            key = row["method"] if run else f"{row['method']} at {row['budget']}"
+            curves[key] = {"method": row["method"], "budget": row["budget"],
+                           "curve": row["curve"]}
     path.write_text(json.dumps(stored, indent=1))
     return _curve_rows(curves)
 
 
 def _curve_rows(curves: dict) -> list[dict]:
-    """Kept curves (method -> budget and curve) as rows for plot_anytime."""
-    return [{"method": method, **kept} for method, kept in curves.items()]
+    """Kept curves (name -> method, budget and curve) as rows for plot_anytime."""
+    return [{"method": name, **kept} for name, kept in curves.items()]
 
 
 def plot_anytime(rows, path: Path) -> None:
@@ -382,14 +388,14 @@ def _data_line(dataset, seed) -> str:
             f"{len(dataset.test)} test images; seed {seed}")
 
 
-def _earlier_rows(path: Path, dataset, seed, methods) -> list[str]:
+def _earlier_rows(path: Path, dataset, seed, methods, budget=None) -> list[str]:
     """The rows of the methods run alone in a table written before on the same data and split,
-    but for the methods in ``methods``, in the table's order."""
+    in the table's order, but for those of ``methods`` at ``budget`` (this run's)."""
     if not _same_data(path, dataset, seed):
         return []
     alone = path.read_text().partition(TOGETHER)[0]
     rows = [line for line in alone.splitlines() if line.startswith("| ")]
-    return [row for row in rows[2:] if _method(row) not in methods]
+    return [row for row in rows[2:] if _method(row) not in methods or _budget(row) != budget]
 
 
 def _earlier_runs(path: Path, dataset, seed, methods=None,

@@ -32,10 +32,10 @@ def test_the_benchmark_writes_its_table(tmp_path):
     assert 0.1 < float(autocnn[2]) <= 1 and int(autocnn[6].replace(",", "")) > 0
     assert "cores" in table  # the hardware it ran on
     assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000  # autocnn's curve
-    # A later run of one method replaces its row and keeps the others'.
+    # A later run of one method at another budget adds its row; the others stay.
     _, again = run_benchmark(dataset, "5s", "reference", tmp_path)
-    assert [row[:2] for row in again] == [["| autocnn", "12s"], ["| hyperresnet", "12s"],
-                                          ["| reference", "5s"]]
+    assert [row[:2] for row in again] == [["| autocnn", "12s"], ["| reference", "12s"],
+                                          ["| hyperresnet", "12s"], ["| reference", "5s"]]
     assert again[0] == autocnn
     # Methods started together get a table of their own; the others' rows stay.
     table, together = run_benchmark(dataset, "30s", "best-preset,reference", tmp_path,
@@ -48,7 +48,7 @@ def test_the_benchmark_writes_its_table(tmp_path):
     assert "### best-preset, reference, 30s" in pair
     # The anytime curves are kept for later runs: autocnn's alone, best-preset's together.
     curves = json.loads((tmp_path / "fashion_mnist_curves.json").read_text())
-    assert set(curves["alone"]) == {"autocnn"}
+    assert set(curves["alone"]) == {"autocnn at 12s"}
     assert set(curves["together"]) == {"best-preset vs reference at 30s"}
     assert set(curves["together"]["best-preset vs reference at 30s"]) == {"best-preset"}
     assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000
@@ -118,6 +118,31 @@ def test_each_run_of_methods_started_together_keeps_a_table_of_its_own(tmp_path,
         (["autocnn", "best-preset"], "5m")]
     assert bench._earlier_runs(path, SimpleNamespace(name="other", train=range(8), val=range(2),
                                                      test=range(2)), 1) == []  # other data
+
+
+def test_a_method_run_alone_keeps_a_row_for_each_budget(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import fashion_mnist as bench
+
+    dataset = SimpleNamespace(name="digits", train=range(8), val=range(2), test=range(2))
+    path = tmp_path / "fashion_mnist.md"
+
+    def run_alone(method, budget, accuracy):
+        row = {"method": method, "budget": budget, "accuracy": accuracy, "f1": accuracy,
+               "seconds": 60, "trials": 3, "parameters": 10, "images_per_second": 5.0,
+               "when": "2026-12-01 10:00", "machine": "a CPU, 2 cores"}
+        earlier = bench._earlier_rows(path, dataset, 1, [method], budget)
+        path.write_text(bench.report([row], dataset, SimpleNamespace(seed=1), earlier))
+        return [(bench._method(r), bench._budget(r), r.split("|")[3].strip())
+                for r in bench._earlier_rows(path, dataset, 1, ())]
+
+    run_alone("autocnn", "15m", 0.92)
+    assert run_alone("autocnn", "60m", 0.93) == [("autocnn", "15m", "0.9200"),
+                                                 ("autocnn", "60m", "0.9300")]
+    assert run_alone("autocnn", "15m", 0.925) == [("autocnn", "60m", "0.9300"),
+                                                  ("autocnn", "15m", "0.9250")]  # replaced
 
 
 def test_the_tracking_load_benchmark_counts_what_reached_the_server(tmp_path):
