@@ -19,6 +19,7 @@ from autocnn.errors import SizingError, WeightsError
 from autocnn.space import backbones, blocks, losses, sizing, transfer
 from autocnn.space import rules as rules_module
 from autocnn.space.rules import CLOSED, Space
+from autocnn.space.schedules import SCHEDULES, plateau_schedule
 
 SCRATCH = tuple(blocks.FAMILIES)  # trained from scratch; "backbone" is the other family
 FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
@@ -274,7 +275,11 @@ class CNNHyperModel(kt.HyperModel):
         (it is declared in ``fit``, so a trial's values may not hold it yet)."""
         return training_hyperparameters(Space(hp.copy(), self.rules)) * self.replicas
 
-    def fit(self, hp, model, *args, **kwargs):
+    def fit(self, hp, model, *args, plan=None, **kwargs):
+        """Train ``model`` as keras-tuner asks; ``plan`` (an `EpochPlan`-like object with
+        ``end``), when given, is the epoch a learning-rate schedule ends at instead of
+        ``epochs``, read anew each epoch (the final training plans its epochs from its
+        first one's measured time)."""
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)
         batch_size = training_hyperparameters(Space(hp, self.rules)) * self.replicas
@@ -292,38 +297,15 @@ class CNNHyperModel(kt.HyperModel):
                                     cache=self.feature_cache, **kwargs)
             args = (transfer.rebatch(args[0], batch_size), *args[1:]) if args else args
             if schedule:
+                end = (lambda: plan.end) if plan is not None else kwargs["epochs"]
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []),
-                                       schedule(hp.get("learning_rate"), kwargs["epochs"])]
+                                       schedule(hp.get("learning_rate"), end)]
             return super().fit(hp, model, *args, **kwargs)
 
 
 def training_hyperparameters(hp: Space) -> int:
     """The batch size: declared at training time, as it does not shape the model."""
     return hp.choice("batch_size", [16, 32, 64, 128], 32)
-
-
-def cosine_schedule(base: float, end: int, start: int = 0) -> keras.callbacks.Callback:
-    """Cosine decay of the learning rate from ``base`` at epoch ``start`` towards 0 at ``end``."""
-    span = max(end - start, 1)
-
-    def rate(epoch, _):
-        return base * 0.5 * (1 + math.cos(math.pi * min(max(epoch - start, 0), span) / span))
-
-    return keras.callbacks.LearningRateScheduler(rate)
-
-
-def plateau_schedule(base: float, end: int = 0, start: int = 0,
-                     monitor: str = "val_accuracy") -> keras.callbacks.Callback:
-    """The learning rate cut to 0.3x whenever ``monitor`` (validation accuracy; the training
-    loss where there is no validation) did not improve for an epoch, down to 1% of ``base``:
-    the schedule of AlexNet, VGG and ResNet (who divided by 10 by hand). ``end`` and ``start``
-    are unused: it follows the training, not the epoch count."""
-    return keras.callbacks.ReduceLROnPlateau(
-        monitor=monitor, mode="min" if monitor == "loss" else "max", factor=0.3, patience=1,
-        min_lr=base / 100, verbose=0)
-
-
-SCHEDULES = {"cosine": cosine_schedule, "plateau": plateau_schedule}  # "constant": none
 
 
 def _rejected_model(input_shape, num_classes, reason: str) -> keras.Model:

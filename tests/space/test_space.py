@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from autocnn.errors import ConfigError, SizingError
-from autocnn.space import blocks
+from autocnn.space import blocks, schedules
 from autocnn.space import hypermodel as space
 
 DEFAULTS = {
@@ -166,15 +166,24 @@ def test_hypermodel_fails_the_trial_before_training():
 
 
 def test_cosine_schedule_decays_to_zero():
-    schedule = space.cosine_schedule(0.1, 10)
+    schedule = schedules.cosine_schedule(0.1, 10)
     rates = [schedule.schedule(epoch, None) for epoch in (0, 5, 10)]
     assert rates == pytest.approx([0.1, 0.05, 0.0])
+
+
+def test_cosine_schedule_follows_an_end_planned_again():
+    plan = {"end": 10}
+    schedule = schedules.cosine_schedule(0.1, lambda: plan["end"])
+    first = schedule.schedule(0, None)
+    plan["end"] = 4  # the first epoch was slower than predicted: four epochs fit, not ten
+    assert [first, schedule.schedule(2, None), schedule.schedule(4, None)] == \
+        pytest.approx([0.1, 0.05, 0.0])
 
 
 def test_plateau_schedule_cuts_the_rate_when_validation_stalls():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
-    schedule = space.plateau_schedule(0.01)
+    schedule = schedules.plateau_schedule(0.01)
     schedule.set_model(model)
     schedule.on_train_begin()
     rates = []
