@@ -78,6 +78,31 @@ def test_stop_at_ends_training_at_the_deadline_mid_epoch(seed):
     assert len(batches) < 4000
 
 
+def test_the_final_trainings_epochs_are_planned_again_from_its_first(monkeypatch, seed):
+    import types
+
+    import keras
+
+    from autocnn.search import callbacks
+
+    now = [100.0]
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(time=lambda: now[0]))
+    said = []
+    # Predicted: 3 epochs fit in the 65 s left. Measured: 10 s an epoch, so 6 do.
+    plan = callbacks.EpochPlan(3, most=10, deadline=165.0, say=lambda *told: said.append(told))
+    ten_seconds = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: now.__setitem__(0, now[0] + 10))
+    history = tiny_model().fit(np.ones((8, 4), "float32"), np.zeros(8, "int32"), epochs=10,
+                               verbose=0, callbacks=[ten_seconds, plan])
+    assert len(history.history["loss"]) == 6 and plan.end == 6
+    assert said == [(3, 6, 10.0)]
+    capped = callbacks.EpochPlan(3, most=4, deadline=1e9)
+    capped.set_model(types.SimpleNamespace(stop_training=False))
+    capped.on_epoch_begin(0)
+    capped.on_epoch_end(0)
+    assert capped.end == 4 and not capped.model.stop_training
+
+
 def test_a_non_finite_loss_fails_the_trial():
     from autocnn.errors import NonFiniteLoss
     from autocnn.search.callbacks import FailOnNonFinite

@@ -15,7 +15,7 @@ import numpy as np
 from autocnn.control import format_duration
 from autocnn.search import auto
 from autocnn.search import cost as cost_module
-from autocnn.search.callbacks import StopAt
+from autocnn.search.callbacks import EpochPlan, StopAt
 from autocnn.search.oracles import distinct_best_trials
 
 # On the last rung, the most of the training time the finalists' reserve may hold. A full-data
@@ -142,6 +142,15 @@ class SearchBudget:
             return epochs
         fit = int(self.clock.training_remaining // self.full_epoch(per_epoch))
         return max(1, min(epochs, fit))
+
+    def final_plan(self, per_epoch: float | None, epochs: int, say=None) -> EpochPlan | None:
+        """A final training's plan of at most ``epochs`` (see callbacks.EpochPlan): first
+        `final_epochs`, then as many as its first epoch's time says fit; None without a
+        budget."""
+        if not self.limited:
+            return None
+        return EpochPlan(self.final_epochs(per_epoch, epochs), epochs,
+                         time.time() + self.clock.training_remaining, say)
 
     def final_deadline(self) -> list:
         """The callbacks that end the final training with the budget."""

@@ -70,6 +70,9 @@ class _Trials:
     def get_best_trials(self, n):
         return sorted(self.trials, key=lambda t: -t.score)[:n]
 
+    def _get_checkpoint_fname(self, trial_id):
+        return f"no such folder/trial_{trial_id}/checkpoint.weights.h5"  # none: a fresh start
+
 
 def test_the_budget_keeps_time_for_every_finalist():
     tuner = _Trials([(0.90, {"filters": 32}), (0.85, {"filters": 64}), (0.80, {"filters": 16})])
@@ -147,6 +150,25 @@ def test_a_finalist_the_budget_cannot_afford_is_skipped(monkeypatch, progress):
     assert result.finalists == {"0": 0.93} and result.trial.trial_id == "0"
     assert any(line.startswith("trial 2: skipped, training it would take about 15:00")
                for line in lines)
+
+
+def test_a_finalist_that_would_get_fewer_epochs_than_the_best_so_far_is_skipped(monkeypatch,
+                                                                                progress):
+    tuner = _Trials([(0.90, {"filters": 32}), (0.85, {"filters": 64})])
+    monkeypatch.setattr(final, "train_in_full", _fake_training({"0": 0.93, "1": 0.95}))
+    lines = progress
+    # 600 s less the finish's 30: trial 0's full-data epochs take 200 s (2 of them fit, and it
+    # trains 2), trial 1's take 400 s: it would have 1.
+    budget = budgets.SearchBudget(budgets.Clock(600), lambda trial, per_epoch: 10.0,
+                                  capped=True, full_epoch=lambda per_epoch: per_epoch)
+    tuner.epoch_seconds = {"0": 200.0, "1": 400.0}
+    result = final._last_rung(SearchConfig(trial_fraction=0.5, finalists=2, epochs=20), None,
+                              tuner, type("D", (), {"train": range(100)})(), budget)
+    assert result.finalists == {"0": 0.93} and result.trial.trial_id == "0"
+    assert ("trial 2: skipped, the time left affords it about 1 epoch on all the images, fewer "
+            "than the 2 of trial 1") in lines
+    assert "trial 1: about 2 epochs fit in the time left (planned again once the first is " \
+        "timed); its learning-rate schedule spans them" in lines
 
 
 def test_the_budget_says_why_a_configuration_is_too_slow(tmp_path):

@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 from conftest import is_trial_line
 from mlflow.tracking import MlflowClient
@@ -99,6 +100,7 @@ def test_the_last_rung_trains_the_finalists_and_keeps_the_best_on_validation(tmp
                in line for line in lines)
     trained = [line for line in lines if "on all the training images, epoch" in line]
     assert len(trained) == 2 and len(result.finalists) == 2
+    assert len([line for line in lines if "starting from its trial's best weights" in line]) == 2
     winner = max(result.finalists, key=result.finalists.get)
     assert result.best_trial_id == winner
     # The winner's model survived the other finalist's training: it scores what it scored.
@@ -109,3 +111,28 @@ def test_the_last_rung_trains_the_finalists_and_keeps_the_best_on_validation(tmp
     metrics = MlflowClient(f"sqlite:///{tmp_path}/db.db").get_run(result.run_id).data.metrics
     assert metrics["final_val_accuracy"] == pytest.approx(result.finalists[winner])
     assert len([k for k in metrics if k.startswith("finalist_trial_")]) == 2
+
+
+def test_a_finalist_starts_from_its_trials_best_weights(tmp_path, seed):
+    import keras
+    import keras_tuner as kt
+
+    from autocnn import data
+    from autocnn.search import final
+    from autocnn.space.hypermodel import CNNHyperModel
+
+    dataset = data.load("digits")
+    hypermodel = CNNHyperModel(dataset.input_shape, dataset.num_classes,
+                               rules={"family": "plain", "num_blocks": 1})
+    trial = kt.engine.trial.Trial(kt.HyperParameters(), trial_id="0")
+    trained = hypermodel.build(trial.hyperparameters)
+    trained.fit(dataset.batches(dataset.train, 64), epochs=1, shuffle=False, verbose=0)
+    trained.save_weights(tmp_path / "checkpoint.weights.h5")
+    seen = []
+    first = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: seen.append(first.model.get_weights()))
+    final.train_in_full(hypermodel, trial, dataset, config(tmp_path, epochs=1), [first],
+                        start=str(tmp_path / "checkpoint.weights.h5"))
+    assert all(np.array_equal(a, b) for a, b in zip(seen[0], trained.get_weights()))
+    final.train_in_full(hypermodel, trial, dataset, config(tmp_path, epochs=1), [first])
+    assert not all(np.array_equal(a, b) for a, b in zip(seen[1], trained.get_weights()))
