@@ -370,17 +370,28 @@ def _format_row(row) -> str:
 
 
 def report(rows, dataset, args, earlier=(), together=()) -> str:
-    """The markdown table, with what it ran on; ``earlier``: rows kept from a previous run;
-    ``together``: a table of its own for each set of methods started together, as
-    (methods, rows)."""
-    lines = "\n".join([*earlier, *(_format_row(row) for row in rows)])
+    """The markdown tables, with what they ran on: the methods run alone, a table for each
+    budget (rows at different budgets are not to be compared); ``earlier``: rows kept from a
+    previous run; ``together``: a table of its own for each set of methods started together,
+    as (methods, rows)."""
+    alone = _by_budget([*earlier, *(_format_row(row) for row in rows)])
     runs = "".join(f"\n### {', '.join(methods)}, {_budget(run[0])}\n\n{HEADER}"
                    + "\n".join(run) + "\n" for methods, run in together)
     pairs = (f"\n{TOGETHER}\n\nStarted at the same time, each in its own process, on the "
              f"same machine: a table for each run.\n{runs}") if together else ""
     return (f"# {dataset.name}: the same wall-clock budget for each method\n\n"
             f"{_data_line(dataset, args.seed)}\nThe latest run's machine: {_hardware()}\n\n"
-            f"Each alone on the machine.\n\n{HEADER}{lines}\n{pairs}")
+            f"Each alone on the machine, a table for each budget.\n{alone}{pairs}")
+
+
+def _by_budget(lines) -> str:
+    """The rows (table lines) as a table for each budget, the shortest budget first."""
+    from autocnn import parse_duration
+
+    budgets = sorted({_budget(line) for line in lines}, key=parse_duration)
+    return "".join(f"\n### {budget}\n\n{HEADER}"
+                   + "\n".join(line for line in lines if _budget(line) == budget) + "\n"
+                   for budget in budgets)
 
 
 def _data_line(dataset, seed) -> str:
@@ -394,8 +405,9 @@ def _earlier_rows(path: Path, dataset, seed, methods, budget=None) -> list[str]:
     if not _same_data(path, dataset, seed):
         return []
     alone = path.read_text().partition(TOGETHER)[0]
-    rows = [line for line in alone.splitlines() if line.startswith("| ")]
-    return [row for row in rows[2:] if _method(row) not in methods or _budget(row) != budget]
+    rows = [line for line in alone.splitlines() if line.startswith("| ")
+            and not line.startswith(("| method |", "| --- |"))]  # no table's header lines
+    return [row for row in rows if _method(row) not in methods or _budget(row) != budget]
 
 
 def _earlier_runs(path: Path, dataset, seed, methods=None,

@@ -141,8 +141,13 @@ def test_a_method_run_alone_keeps_a_row_for_each_budget(tmp_path, monkeypatch):
     run_alone("autocnn", "15m", 0.92)
     assert run_alone("autocnn", "60m", 0.93) == [("autocnn", "15m", "0.9200"),
                                                  ("autocnn", "60m", "0.9300")]
-    assert run_alone("autocnn", "15m", 0.925) == [("autocnn", "60m", "0.9300"),
-                                                  ("autocnn", "15m", "0.9250")]  # replaced
+    assert run_alone("reference", "60m", 0.88)[-1] == ("reference", "60m", "0.8800")
+    assert run_alone("autocnn", "15m", 0.925) == [("autocnn", "15m", "0.9250"),  # replaced
+                                                  ("autocnn", "60m", "0.9300"),
+                                                  ("reference", "60m", "0.8800")]
+    # A table for each budget, the shortest first: rows at different budgets are not compared.
+    text = path.read_text()
+    assert text.count("| method | budget |") == 2 and text.index("### 15m") < text.index("### 60m")
 
 
 def test_the_tracking_load_benchmark_counts_what_reached_the_server(tmp_path):
