@@ -29,14 +29,16 @@ def test_the_benchmark_writes_its_table(tmp_path):
     assert [row[:2] for row in rows] == [["| autocnn", "12s"], ["| reference", "12s"],
                                          ["| hyperresnet", "12s"]]
     autocnn = rows[0]
-    assert 0.1 < float(autocnn[2]) <= 1 and int(autocnn[6].replace(",", "")) > 0
+    # Scored, not necessarily learned: on a slow machine 12 s leave one epoch on 125 images.
+    assert 0 <= float(autocnn[2]) <= 1 and int(autocnn[5]) >= 1
+    assert int(autocnn[6].replace(",", "")) > 0
     assert "cores" in table  # the hardware it ran on
     assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000  # autocnn's curve
     # A later run of one method at another budget adds its row; the others stay.
-    _, again = run_benchmark(dataset, "5s", "reference", tmp_path)
-    assert [row[:2] for row in again] == [["| autocnn", "12s"], ["| reference", "12s"],
-                                          ["| hyperresnet", "12s"], ["| reference", "5s"]]
-    assert again[0] == autocnn
+    table, again = run_benchmark(dataset, "5s", "reference", tmp_path)
+    assert [row[:2] for row in again] == [["| reference", "5s"], ["| autocnn", "12s"],
+                                          ["| reference", "12s"], ["| hyperresnet", "12s"]]
+    assert again[1] == autocnn and table.index("### 5s") < table.index("### 12s")
     # Methods started together get a table of their own; the others' rows stay.
     table, together = run_benchmark(dataset, "30s", "best-preset,reference", tmp_path,
                                     "--together")

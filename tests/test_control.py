@@ -78,24 +78,28 @@ def test_stop_at_ends_training_at_the_deadline_mid_epoch(seed):
     assert len(batches) < 4000
 
 
-def test_the_final_trainings_epochs_are_planned_again_from_its_first(monkeypatch, seed):
+def test_the_final_trainings_epochs_are_planned_again_as_they_are_timed(monkeypatch, seed):
     import types
 
     import keras
 
     from autocnn.search import callbacks
 
-    now = [100.0]
+    now, took = [100.0], iter([10, 10, 20, 20, 20, 20])
     monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(time=lambda: now[0]))
-    said = []
-    # Predicted: 3 epochs fit in the 65 s left. Measured: 10 s an epoch, so 6 do.
+    said, counted = [], []
+    # Predicted: 3 epochs fit in the 65 s left. Timed: the first takes 10 s, so 6 do; then the
+    # machine slows to 20 s an epoch, and after the third only 4 fit.
     plan = callbacks.EpochPlan(3, most=10, deadline=165.0, say=lambda *told: said.append(told))
-    ten_seconds = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: now.__setitem__(0, now[0] + 10))
+    clock = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: now.__setitem__(0, now[0] + next(took)))
+    shown = keras.callbacks.LambdaCallback(  # as a progress line reads it
+        on_epoch_end=lambda epoch, logs: counted.append(shown.params["epochs"]))
     history = tiny_model().fit(np.ones((8, 4), "float32"), np.zeros(8, "int32"), epochs=10,
-                               verbose=0, callbacks=[ten_seconds, plan])
-    assert len(history.history["loss"]) == 6 and plan.end == 6
-    assert said == [(3, 6, 10.0)]
+                               verbose=0, callbacks=[clock, plan, shown])
+    assert len(history.history["loss"]) == 4 and plan.end == 4
+    assert said == [(3, 6, 10.0), (6, 4, 15.0)]  # the pace leaves the traced first epoch out
+    assert counted == [6, 6, 4, 4]  # "epoch 1/6", not "1/10"
     capped = callbacks.EpochPlan(3, most=4, deadline=1e9)
     capped.set_model(types.SimpleNamespace(stop_training=False))
     capped.on_epoch_begin(0)

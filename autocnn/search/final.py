@@ -109,7 +109,7 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
                              say=functools.partial(_replanned, number))
     if plan is not None and plan.planned < config.epochs:
         log.info(f"trial {number}: about {plan.planned} epochs fit in the time left (planned "
-                 "again once the first is timed); its learning-rate schedule spans them")
+                 "again as its epochs are timed); its learning-rate schedule spans them")
     start = starting_weights(tuner, trial)
     if start is not None:
         log.info(f"trial {number}: starting from its trial's best weights (epoch "
@@ -125,9 +125,9 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
     return finished
 
 
-def _replanned(number, planned, end, seconds):
-    log.info(f"trial {number}: its first epoch took {format_duration(seconds)}: {end} epochs "
-             f"fit, not {planned}")
+def _replanned(number, before, end, seconds):
+    log.info(f"trial {number}: at {format_duration(seconds)} an epoch, {end} epochs fit in "
+             f"the time left, not {before}; its learning-rate schedule follows")
 
 
 def _best_score(final: FinalModel) -> float:

@@ -167,7 +167,7 @@ def test_a_finalist_that_would_get_fewer_epochs_than_the_best_so_far_is_skipped(
     assert result.finalists == {"0": 0.93} and result.trial.trial_id == "0"
     assert ("trial 2: skipped, the time left affords it about 1 epoch on all the images, fewer "
             "than the 2 of trial 1") in lines
-    assert "trial 1: about 2 epochs fit in the time left (planned again once the first is " \
+    assert "trial 1: about 2 epochs fit in the time left (planned again as its epochs are " \
         "timed); its learning-rate schedule spans them" in lines
 
 
