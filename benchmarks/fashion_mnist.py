@@ -12,7 +12,9 @@ the same wall-clock budget, on the same train / validation / test split.
    validation accuracy (best weights restored);
 3. KerasTuner's `HyperResNet` and `HyperXception` with `RandomSearch`, as a user would write it
    (images resized to 32x32, the smallest a ResNet takes), stopped at the budget;
-4. `best-preset`: the best of autocnn's presets on this data, VGG-13, trained alone on all the
+4. `autokeras`: AutoKeras 3.0's `ImageClassifier` with its defaults, stopped at the budget,
+   in a virtual environment of its own (`--autokeras-python`; see autokeras_run.py);
+5. `best-preset`: the best of autocnn's presets on this data, VGG-13, trained alone on all the
    training images, as `autocnn search --space preset:vgg13 --epochs 200 --patience 5
    --no-retrain --time-budget BUDGET` runs it: what a user gets without a search.
 
@@ -41,7 +43,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 METHODS = ("autocnn", "autocnn-random", "autocnn-bayesian", "reference", "hyperresnet",
-           "hyperxception", "best-preset")
+           "hyperxception", "autokeras", "best-preset")
 TOGETHER = "## Started together, sharing the machine"
 COLUMNS = ("method", "budget", "test accuracy", "macro F1", "wall time", "trials",
            "parameters", "inference images/s", "finished (UTC)", "machine")
@@ -60,18 +62,28 @@ def main(argv=None):
     parser.add_argument("--trial-fraction", type=float, default=0.25,
                         help="autocnn's --trial-fraction: the share of the training images each "
                              "trial trains on (the best is retrained on all)")
-    parser.add_argument("--only", default=",".join(METHODS), help="comma-separated methods")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated methods (default: all of them, autokeras where "
+                             "its environment is given)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--autokeras-python", default=None,
+                        help="the Python of AutoKeras's own virtual environment (default: "
+                             "$AUTOKERAS_PYTHON), for --only autokeras")
     parser.add_argument("--together", action="store_true",
                         help="start the methods at once, each in its own process, sharing the "
                              "machine; their rows form a table of their own")
     args = parser.parse_args(argv)
     budget = parse_duration(args.budget)
-    methods = [m.strip() for m in args.only.split(",") if m.strip()]
+    methods = ([m.strip() for m in args.only.split(",") if m.strip()] if args.only else
+               [m for m in METHODS if m != "autokeras" or _autokeras_python(args)])
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown method {', '.join(unknown)}: choose from {', '.join(METHODS)}")
+    if "autokeras" in methods and _autokeras_python(args) is None:
+        parser.error("autokeras runs in a virtual environment of its own: python3.11 -m venv "
+                     ".autokeras && .autokeras/bin/pip install autokeras==3.0.0 'keras==3.12.*' "
+                     "tensorflow tensorboard, then --autokeras-python .autokeras/bin/python")
 
     if args.together:
         return run_together(methods, args)
@@ -315,6 +327,41 @@ def _keras_tuner(application, dataset, budget, args):
         return {**_scores(model, dataset, dataset.test, resize), "trials": trials}
 
 
+def run_autokeras(dataset, budget, args):
+    """AutoKeras 3.0's ImageClassifier as a user would run it (its defaults, every image),
+    stopped at the budget, in its own virtual environment (``--autokeras-python``): it needs
+    Keras 3.12 (with 3.15 it fails on ``Dense(units=...)`` given a numpy integer) and
+    tensorboard. See autokeras_run.py."""
+    import json
+    import subprocess
+
+    import numpy as np
+
+    python = _autokeras_python(args)
+    with tempfile.TemporaryDirectory() as folder:
+        x_train, y_train = _arrays(dataset.train)
+        x_val, y_val = _arrays(dataset.val)
+        np.savez(Path(folder) / "data.npz", x_train=x_train, y_train=y_train, x_val=x_val,
+                 y_val=y_val, x_test=_arrays(dataset.test)[0])
+        subprocess.run([python, str(Path(__file__).parent / "autokeras_run.py"), folder,
+                        str(_deadline(budget)), str(args.seed)], check=True)
+        result = json.loads((Path(folder) / "result.json").read_text())
+    if result["predicted"] is None:
+        return {"trials": result["trials"]}
+    from autocnn import compute_metrics
+
+    metrics = compute_metrics(dataset.test.labels, np.array(result["predicted"]),
+                              dataset.class_names)
+    return {"accuracy": metrics["accuracy"], "f1": metrics["f1_macro"],
+            "parameters": result["parameters"], "images_per_second": result["images_per_second"],
+            "trials": result["trials"]}
+
+
+def _autokeras_python(args) -> str | None:
+    python = args.autokeras_python or os.environ.get("AUTOKERAS_PYTHON")
+    return python if python and Path(python).exists() else None
+
+
 def _deadline(budget: float) -> float:
     # What the budget leaves after the final evaluation (as autocnn keeps for its own).
     return time.time() + budget - min(max(0.05 * budget, 5.0), 60.0)
@@ -523,6 +570,8 @@ def _shared_arguments(args) -> list[str]:
         shared += ["--data-dir", args.data_dir]
     if args.train:
         shared += ["--train", str(args.train)]
+    if args.autokeras_python:
+        shared += ["--autokeras-python", args.autokeras_python]
     return shared
 
 
@@ -532,7 +581,7 @@ RUNNERS = {"autocnn": run_autocnn, "best-preset": run_best_preset,
            "autocnn-bayesian": lambda dataset, budget, args: run_autocnn(dataset, budget, args,
                                                                          tuner="bayesian"),
            "reference": run_reference, "hyperresnet": run_hyperresnet,
-           "hyperxception": run_hyperxception}
+           "hyperxception": run_hyperxception, "autokeras": run_autokeras}
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 line, writing its table (the benchmark itself runs with `make bench`)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,9 +60,19 @@ def test_the_benchmark_writes_its_table(tmp_path):
 
 
 def test_an_unknown_method_is_refused():
-    result = subprocess.run([sys.executable, str(SCRIPT), "--only", "autokeras"],
+    result = subprocess.run([sys.executable, str(SCRIPT), "--only", "autosklearn"],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "unknown method autokeras" in result.stderr
+    assert result.returncode == 2 and "unknown method autosklearn" in result.stderr
+
+
+def test_autokeras_without_its_own_environment_is_refused_before_anything_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--only", "reference,autokeras",
+                             "--autokeras-python", str(tmp_path / "none"), "--output",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "AUTOKERAS_PYTHON": ""})
+    assert result.returncode == 2
+    assert "autokeras runs in a virtual environment of its own" in result.stderr
+    assert not (tmp_path / "fashion_mnist.md").exists()  # the reference did not run either
 
 
 def test_the_gpu_check_measures_every_cell_and_says_what_it_ran_on(tmp_path):
