@@ -85,7 +85,7 @@ def test_the_final_trainings_epochs_are_planned_again_as_they_are_timed(monkeypa
 
     from autocnn.search import callbacks
 
-    now, took = [100.0], iter([10, 10, 20, 20, 20, 20])
+    now, took = [100.0], iter([10, 10, 20, 20, 20, 20, 20])
     monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(time=lambda: now[0]))
     said, counted = [], []
     # Predicted: 3 epochs fit in the 65 s left. Timed: the first takes 10 s, so 6 do; then the
@@ -100,6 +100,15 @@ def test_the_final_trainings_epochs_are_planned_again_as_they_are_timed(monkeypa
     assert len(history.history["loss"]) == 4 and plan.end == 4
     assert said == [(3, 6, 10.0), (6, 4, 15.0)]  # the pace leaves the traced first epoch out
     assert counted == [6, 6, 4, 4]  # "epoch 1/6", not "1/10"
+    # The machine quickens again: the end grows, but only while the rate keeps falling.
+    now[0], took = 100.0, iter([10, 10, 10, 2, 2, 2, 2, 2, 2, 2])
+    said.clear()
+    faster = callbacks.EpochPlan(3, most=10, deadline=165.0, say=lambda *told: said.append(told))
+    history = tiny_model().fit(np.ones((8, 4), "float32"), np.zeros(8, "int32"), epochs=10,
+                               verbose=0, callbacks=[clock, faster])
+    # After the fourth epoch 8 fit, and 6 * 4 / 3 = 8 keeps the progress: 4/8 > 3/6.
+    assert said == [(3, 6, 10.0), (6, 8, pytest.approx(22 / 3)), (8, 10, 6.0)]
+    assert len(history.history["loss"]) == 10
     capped = callbacks.EpochPlan(3, most=4, deadline=1e9)
     capped.set_model(types.SimpleNamespace(stop_training=False))
     capped.on_epoch_begin(0)
