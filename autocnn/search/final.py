@@ -142,9 +142,11 @@ def starting_weights(tuner, trial) -> str | None:
     gave 0.1 to 0.5 points of test accuracy over starting afresh, the more the longer the
     trial and the shorter the finalist (benchmarks/results/finalist_start.md)."""
     path = tuner._get_checkpoint_fname(trial.trial_id)
-    if trial.hyperparameters.values.get("family") == "backbone" or not os.path.exists(path):
-        return None
-    return path
+    return None if _backbone(trial) or not os.path.exists(path) else path
+
+
+def _backbone(trial) -> bool:
+    return trial.hyperparameters.values.get("family") == "backbone"
 
 
 def model_summary(model, hypermodel, trial) -> str:
@@ -194,8 +196,7 @@ def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="train
     stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience,
                                          restore_best_weights=True)
     # A backbone's two phases are sized from the epochs given: it gets the plan's first guess.
-    backbone = trial.hyperparameters.values.get("family") == "backbone"
-    epochs = plan.planned if plan is not None and backbone else config.epochs
+    epochs = plan.planned if plan is not None and _backbone(trial) else config.epochs
     history = hypermodel.fit(trial.hyperparameters, model, train, validation_data=val,
                              epochs=epochs, shuffle=False, verbose=config.verbose,
                              plan=plan, callbacks=[stop, *([plan] if plan else []), *callbacks])

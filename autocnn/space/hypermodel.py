@@ -278,8 +278,8 @@ class CNNHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, plan=None, **kwargs):
         """Train ``model`` as keras-tuner asks; ``plan`` (an `EpochPlan`-like object with
         ``end``), when given, is the epoch a learning-rate schedule ends at instead of
-        ``epochs``, read anew each epoch (the final training plans its epochs from its
-        first one's measured time)."""
+        ``epochs``, read anew each epoch (the final training plans its epochs from their
+        measured pace)."""
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)
         batch_size = training_hyperparameters(Space(hp, self.rules)) * self.replicas
