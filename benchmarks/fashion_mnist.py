@@ -348,12 +348,8 @@ def run_autokeras(dataset, budget, args):
         result = json.loads((Path(folder) / "result.json").read_text())
     if result["predicted"] is None:
         return {"trials": result["trials"]}
-    from autocnn import compute_metrics
-
-    metrics = compute_metrics(dataset.test.labels, np.array(result["predicted"]),
-                              dataset.class_names)
-    return {"accuracy": metrics["accuracy"], "f1": metrics["f1_macro"],
-            "parameters": result["parameters"], "images_per_second": result["images_per_second"],
+    return {**_row_scores(dataset, dataset.test.labels, np.array(result["predicted"]),
+                          result["parameters"], result["images_per_second"]),
             "trials": result["trials"]}
 
 
@@ -391,17 +387,22 @@ def _scores(model, dataset, split, prepare=lambda images: images):
     """Test accuracy and macro F1, parameters, and images per second through ``predict``."""
     import numpy as np
 
-    from autocnn import compute_metrics
-
     images, labels = _arrays(split)
     images = prepare(images)
     model.predict(images[:256], batch_size=256, verbose=0)  # warm-up: tracing, allocation
     started = time.perf_counter()
     predicted = np.argmax(model.predict(images, batch_size=256, verbose=0), axis=-1)
     speed = len(images) / (time.perf_counter() - started)
+    return _row_scores(dataset, labels, predicted, model.count_params(), speed)
+
+
+def _row_scores(dataset, labels, predicted, parameters: int, speed: float) -> dict:
+    """A row's scores from the test split's predicted labels."""
+    from autocnn import compute_metrics
+
     metrics = compute_metrics(labels, predicted, dataset.class_names)
     return {"accuracy": metrics["accuracy"], "f1": metrics["f1_macro"],
-            "parameters": model.count_params(), "images_per_second": speed}
+            "parameters": parameters, "images_per_second": speed}
 
 
 def _format_row(row) -> str:

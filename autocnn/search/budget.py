@@ -145,7 +145,7 @@ class SearchBudget:
 
     def final_plan(self, per_epoch: float | None, epochs: int, say=None) -> EpochPlan | None:
         """A final training's plan of at most ``epochs`` (see callbacks.EpochPlan): first
-        `final_epochs`, then as many as its first epoch's time says fit; None without a
+        `final_epochs`, then as many as its epochs' measured pace says fit; None without a
         budget."""
         if not self.limited:
             return None

@@ -78,7 +78,7 @@ class EpochPlan(keras.callbacks.Callback):
         # After the first epoch, the end grows only as far as keeps the schedule's progress
         # (epochs done / end) from going back: the rate never rises again.
         grown = self.most if done == 1 else before * done // (done - 1)
-        self.end = max(done, 1, min(self.most, fit, grown))
+        self.end = max(done, min(self.most, fit, grown))
         if self.end != before and self.say is not None:
             self.say(before, self.end, pace)
         if self.params is not None:  # the callbacks share it: progress lines count to the end
