@@ -16,6 +16,10 @@ from autocnn.config import DataConfig, slug
 from autocnn.tables import format_table
 from autocnn.trained.export import FORMATS
 
+TTA_HELP = ("Average each image's prediction with those of its flips, the flips the model was "
+            "trained with (test-time augmentation; a model trained without flips is "
+            "unaffected, and an export serves the network alone).")
+
 
 @click.command(name="evaluate")
 @click.argument("model")
@@ -31,7 +35,8 @@ from autocnn.trained.export import FORMATS
 @click.option("--experiment", default="", help="MLflow experiment of the evaluation run "
               "[default: autocnn-DATASET].")
 @click.option("--no-log", is_flag=True, help="Print the metrics without logging an MLflow run.")
-def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
+@click.option("--tta/--no-tta", default=True, show_default=True, help=TTA_HELP)
+def evaluate_command(model, split, tracking_uri, experiment, no_log, tta, **options):
     """Evaluate a trained model on a data set: accuracy, precision, recall, F1 (macro, weighted,
     per class), confusion matrix; logged to MLflow as an 'evaluate' run.
 
@@ -62,7 +67,7 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
             tracker = Tracker(tracking_uri, name, create_store=False)
         except TrackingError as err:
             raise TrackingError(f"{err}; or --no-log to print the metrics alone") from None
-    result = stages.evaluate_model(loaded, dataset, split, tracker)
+    result = stages.evaluate_model(loaded, dataset, split, tracker, tta)
     m = result.metrics
     click.echo(f"{model} on {dataset.name} ({split} split, {result.count} images)")
     click.echo("\n".join(summaries.format_rows(summaries.metric_rows(m))) + "\n")
@@ -83,8 +88,9 @@ def evaluate_command(model, split, tracking_uri, experiment, no_log, **options):
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
               help="Also draw where the model looked for its top class (a class activation "
                    "map over each image) into this folder, one NAME.png per image.")
+@click.option("--tta/--no-tta", default=True, show_default=True, help=TTA_HELP)
 @tracking_option()
-def predict(model, images, top_k, fmt, explain_dir, tracking_uri):
+def predict(model, images, top_k, fmt, explain_dir, tta, tracking_uri):
     """Class names and probabilities for image files, or every image in folders.
 
     Images are converted and resized to the model's input as in training.
@@ -102,7 +108,7 @@ def predict(model, images, top_k, fmt, explain_dir, tracking_uri):
 
     prediction.image_files(images)  # a missing file fails before the model loads
     loaded = models.load(model, tracking_uri)
-    predictions = prediction.predict_images(loaded, images, top_k)
+    predictions = prediction.predict_images(loaded, images, top_k, tta)
     click.echo(prediction.format_predictions(predictions, fmt))
     if explain_dir:
         written = prediction.explain_images(loaded, predictions, explain_dir)

@@ -13,7 +13,8 @@ def model_card(record) -> str:
     """The card of ``record``'s model (records.SearchRecord, its artifacts downloaded)."""
     result = _json(record, "evaluation/metrics.json")
     fingerprint = _json(record, "data/fingerprint.json") or {}
-    sections = [_title(record), _data(record, fingerprint), _results(result), _model(record),
+    sections = [_title(record), _data(record, fingerprint),
+                _results(result, record.params.get("best_flip", "none")), _model(record),
                 _training(record), _choice(record), _use(fingerprint, result)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
@@ -44,7 +45,7 @@ def _data(record, print_: dict) -> str:
         f"- split (stratified, seed {record.params.get('seed', '?')}): {splits} images"])
 
 
-def _results(result: dict | None) -> str:
+def _results(result: dict | None, flips: str = "none") -> str:
     if not result:
         return "## Test results\n\nNot evaluated (the search ran with --no-evaluate)."
     weakest = sorted(result["per_class"].items(), key=lambda item: item[1]["f1"])[:WEAKEST]
@@ -62,6 +63,11 @@ def _results(result: dict | None) -> str:
                           f"{s['support']:,}") for name, s in result["per_class"].items()]), "",
         "Weakest classes (F1): " + ", ".join(f"{name} {s['f1']:.4f}" for name, s in weakest)
         + "."]
+    if flips != "none":
+        lines += ["", f"Each test image was scored with its flips ({flips.replace('_', ' ')}, "
+                  "as in training) averaged in, as `autocnn evaluate` and `predict` do; an "
+                  "export, or the MLflow model served as it is, scores the image alone "
+                  "(`--no-tta` gives those figures)."]
     if confusions:
         lines += ["", "Most frequent mistakes:", ""]
         lines += [f"- {true} taken for {guess}: {count:,} of {total:,} ({count / total:.1%})"

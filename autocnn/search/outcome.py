@@ -12,6 +12,7 @@ from autocnn import metrics as evaluate
 from autocnn.data import inspection
 from autocnn.tracking import CHAMPION, Registration
 from autocnn.trained.reference import predict_probabilities
+from autocnn.trained.tta import flips
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,10 @@ def register(config, dataset, tracker, model, metrics) -> Registration:
         metadata={"class_names": list(dataset.class_names),
                   "dataset": data.absolute_source(dataset.name),
                   "input_shape": list(dataset.input_shape), "seed": config.data.seed},
-        tags={f"test_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1_macro")},
+        # The test metrics average the flips the model trained with (tta.py); a server of the
+        # logged model that does not gives single-view figures, so the version says which.
+        tags={**{f"test_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1_macro")},
+              "autocnn.test_time_flips": flips(model)},
         uncrowned=chance)
 
 

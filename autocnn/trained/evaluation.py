@@ -14,6 +14,7 @@ from autocnn import metrics as evaluate
 from autocnn.config import DataConfig
 from autocnn.errors import ConfigError
 from autocnn.trained.reference import LoadedModel, predict_probabilities
+from autocnn.trained.tta import flips
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -34,19 +35,23 @@ class Evaluation:
 
 
 def evaluate_model(loaded: LoadedModel, dataset: data.Dataset, split: str = "test",
-                   tracker=None) -> Evaluation:
-    """The full metric set of ``loaded`` on ``dataset``'s ``split``; logged when ``tracker``."""
+                   tracker=None, tta: bool = True) -> Evaluation:
+    """The full metric set of ``loaded`` on ``dataset``'s ``split``; logged when ``tracker``.
+    ``tta``: each image's prediction averaged with those of the flips the model was trained
+    with (see `tta.py`)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     part = _split(dataset, split)
     labels, names = _labels_for(loaded, dataset, part.labels)
-    probabilities = predict_probabilities(loaded.model, dataset.batches(part, 256))
+    probabilities = predict_probabilities(loaded.model, dataset.batches(part, 256), tta=tta)
     metrics = evaluate.compute_metrics(labels, probabilities.argmax(axis=-1), names)
     run_id = None
     if tracker is not None:
         run_id = tracker.start_run(
             f"evaluate-{split}", params={"model": loaded.reference, "dataset": dataset.name,
-                                         "split": split, "images": len(part)},
+                                         "split": split, "images": len(part),
+                                         "test_time_flips": flips(loaded.model) if tta
+                                         else "none"},
             tags={"autocnn.stage": "evaluate", "autocnn.dataset": dataset.name,
                   **({"autocnn.model_run": loaded.run_id} if loaded.run_id else {})})
         tracker.log_inputs(run_id, data.absolute_source(dataset.name), dataset.inputs(

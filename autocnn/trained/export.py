@@ -49,18 +49,30 @@ def export(loaded: models.LoadedModel, fmt: str, output) -> Path:
     keras_format = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}[fmt]
     # Keras's exporters trace the model from its first call, and a model just loaded from a
     # file (or the registry) has never been called: call it once on one blank image.
-    loaded.model(np.zeros((1, *loaded.input_shape), "float32"), training=False)
+    serving = _inference_only(loaded.model)
+    serving(np.zeros((1, *loaded.input_shape), "float32"), training=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes numpy's removed names
-        loaded.model.export(str(path), format=keras_format, verbose=False)
+        serving.export(str(path), format=keras_format, verbose=False)
     models.write_classes(path, loaded.class_names)
     return path
+
+
+def _inference_only(model):
+    """``model`` called with ``training=False``, as a model of its own: Keras's SavedModel and
+    ONNX exporters trace a plain call, in which the augmentation layers (flips, erasing) run
+    as in training, so the export would transform every image it serves at random."""
+    import keras
+
+    inputs = keras.Input(model.input_shape[1:], name=model.inputs[0].name)
+    return keras.Model(inputs, model(inputs, training=False), name=model.name)
 
 
 def check(loaded: models.LoadedModel, fmt: str, path, images: np.ndarray,
           tolerance: float = TOLERANCE) -> Check:
     """Run the export at ``path`` and the Keras model on ``images`` and compare them."""
-    expected = models.predict_probabilities(loaded.model, images)
+    # An export carries the network alone, not the flips averaged at test time (tta.py).
+    expected = models.predict_probabilities(loaded.model, images, tta=False)
     got = predict(fmt, path, images)
     return Check(len(images), float(np.abs(got - expected).max()),
                  float(np.mean(got.argmax(-1) == expected.argmax(-1))), tolerance)
@@ -70,7 +82,7 @@ def predict(fmt: str, path, images: np.ndarray) -> np.ndarray:
     """Class probabilities from an exported model, through its own runtime."""
     images = images.astype("float32")
     if fmt == "keras":
-        return models.predict_probabilities(models.load(str(path)).model, images)
+        return models.predict_probabilities(models.load(str(path)).model, images, tta=False)
     if fmt == "savedmodel":
         import tensorflow as tf
 

@@ -37,8 +37,10 @@ def image_files(inputs) -> list[str]:
     return files
 
 
-def predict_images(loaded: LoadedModel, inputs, top_k: int = 3) -> list[Prediction]:
-    """The ``top_k`` classes of each image, read and resized as in training."""
+def predict_images(loaded: LoadedModel, inputs, top_k: int = 3,
+                   tta: bool = True) -> list[Prediction]:
+    """The ``top_k`` classes of each image, read and resized as in training; with ``tta``,
+    averaged over the image and the flips the model was trained with."""
     from autocnn.data.folders import check_images
     from autocnn.data.inputs import batches
 
@@ -48,7 +50,8 @@ def predict_images(loaded: LoadedModel, inputs, top_k: int = 3) -> list[Predicti
         path, reason = next(iter(bad.items()))
         raise DataError(f"{path}: cannot read this image ({reason})")
     split = Split(np.zeros(len(files), "int64"), paths=tuple(files))
-    probabilities = predict_probabilities(loaded.model, batches(split, loaded.input_shape, 64))
+    probabilities = predict_probabilities(loaded.model, batches(split, loaded.input_shape, 64),
+                                          tta=tta)
     k = max(1, min(top_k, probabilities.shape[-1]))
     predictions = []
     for path, row in zip(files, probabilities):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from autocnn.errors import ConfigError
+from autocnn.trained.tta import averaged, flip_axes
 
 URI_SCHEMES = ("models:/", "runs:/")
 
@@ -76,9 +77,10 @@ def _load_logged(reference: str, tracking_uri: str | None) -> LoadedModel:
                        metadata.get("seed"))
 
 
-def predict_probabilities(model, inputs, batch_size: int = 256) -> np.ndarray:
+def predict_probabilities(model, inputs, batch_size: int = 256, tta: bool = True) -> np.ndarray:
     """``model``'s class probabilities for ``inputs``: an array of images, or a tf.data
-    dataset of (images, labels) batches.
+    dataset of (images, labels) batches; with ``tta``, averaged over the image and the flips
+    the model was trained with (see `tta.py`; a model trained without flips is unaffected).
 
     The model is called eagerly, batch by batch, rather than through ``model.predict``: that
     traces a new tf.function for every model (and again for a smaller last batch), so a process
@@ -89,7 +91,8 @@ def predict_probabilities(model, inputs, batch_size: int = 256) -> np.ndarray:
         batches = (inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size))
     else:
         batches = (batch[0] if isinstance(batch, tuple) else batch for batch in inputs)
-    outputs = [np.asarray(model(images, training=False), "float32") for images in batches]
+    axes = flip_axes(model) if tta else ()
+    outputs = [averaged(model, images, axes) for images in batches]
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), "float32")
     return np.concatenate(outputs)

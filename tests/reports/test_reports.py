@@ -58,6 +58,13 @@ def test_the_model_card_says_what_the_model_is_how_it_scores_and_where_it_fails(
     assert "parameters: 123,456" in text and "machine: a test machine" in text
     assert "3 completed, 1 failed" in text
     assert "Its weakest class is Shirt" in text
+    assert "flips" not in text  # trained without: its test images were scored alone
+
+
+def test_the_card_says_when_the_test_images_were_scored_with_their_flips(record):
+    record.params["best_flip"] = "horizontal"
+    assert "scored with its flips (horizontal, as in training) averaged in" in \
+        card.model_card(record)
 
 
 def test_a_search_without_evaluation_or_fingerprint_still_has_a_card(record, tmp_path):
