@@ -8,8 +8,9 @@ Runs in AutoKeras's own virtual environment (it needs another Keras than autocnn
 FOLDER holds data.npz (x_train, y_train, x_val, y_val, x_test); DEADLINE is the wall-clock time
 (time.time()) its search ends at: the running trial stops there (its partial epoch is
 validated) and no other starts. It writes FOLDER/result.json: the test split's predicted
-labels, the best model's parameters, its inference speed and the trials run (the predictions
-are null when no trial finished).
+labels, the best model's parameters, its inference speed, the trials run (the predictions
+are null when no trial finished) and the anytime curve: at each epoch's end, the clock
+(time.time()) and the best validation accuracy so far.
 """
 
 import json
@@ -28,6 +29,8 @@ def main(folder: str, deadline: float, seed: int) -> None:
     import keras
     import numpy as np
 
+    curve = []  # kept here: KerasTuner copies the callbacks for each trial
+
     class Deadline(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             if time.time() >= deadline:
@@ -36,6 +39,11 @@ def main(folder: str, deadline: float, seed: int) -> None:
         def on_train_batch_end(self, batch, logs=None):
             if time.time() >= deadline:
                 self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            score = (logs or {}).get("val_accuracy")
+            if score is not None:
+                curve.append((time.time(), max([float(score), *(s for _, s in curve)])))
 
     data = np.load(Path(folder) / "data.npz")
     keras.utils.set_random_seed(seed)
@@ -50,7 +58,7 @@ def main(folder: str, deadline: float, seed: int) -> None:
     # The trial begun after the deadline never trained: it does not count.
     trials = sum(t.score is not None for t in classifier.tuner.oracle.trials.values())
     best = classifier.tuner.oracle.get_best_trials(1)
-    result = {"trials": trials, "predicted": None}
+    result = {"trials": trials, "predicted": None, "curve": curve}
     if best and best[0].score is not None:
         model = classifier.tuner.get_best_models(1)[0]
         model.predict(data["x_test"][:256], verbose=0)  # warm-up

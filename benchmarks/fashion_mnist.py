@@ -228,8 +228,9 @@ def plot_anytime(rows, path: Path) -> None:
             # Markers: a method of one trial has one point, which a step line alone hides.
             axes.step([s / 60 for s in seconds], scores, where="post", marker="o",
                       markersize=4, label=f"{row['method']} ({row['budget']})")
-    axes.set(xlabel="minutes since the search began", ylabel="best validation accuracy so far",
-             title="Anytime performance (each trial's end; the final training not shown)")
+    axes.set(xlabel="minutes since the method began", ylabel="best validation accuracy so far",
+             title="Anytime performance (autocnn: each trial's end, the final training not "
+                   "shown;\nthe others: each epoch's end)")
     axes.set_ylim(bottom=max(0.0, min(min(s for _, s in r["curve"]) for r in rows
                                      if r.get("curve")) - 0.02))
     axes.grid(alpha=0.3)
@@ -260,6 +261,7 @@ def run_reference(dataset, budget, args):
 
     from autocnn import StopAt
 
+    curve = _epoch_curve()
     model = reference_cnn(dataset.input_shape, dataset.num_classes)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -267,8 +269,33 @@ def run_reference(dataset, budget, args):
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5,
                                          restore_best_weights=True)
     model.fit(x, y, batch_size=64, epochs=10_000, validation_data=_arrays(dataset.val),
-              callbacks=[stop, StopAt(_deadline(budget))], verbose=2)
-    return {**_scores(model, dataset, dataset.test), "trials": 1}
+              callbacks=[stop, StopAt(_deadline(budget)), curve], verbose=2)
+    return {**_scores(model, dataset, dataset.test), "trials": 1, "curve": curve.points}
+
+
+def _epoch_curve():
+    """The anytime curve of a method that is not autocnn's: a Keras callback that notes, at
+    each epoch's end, the seconds since it was made and the best validation accuracy so far
+    (over every trial of a KerasTuner search, which copies its callbacks for each trial: the
+    copies share the notes)."""
+    import keras
+
+    class EpochCurve(keras.callbacks.Callback):
+        def __init__(self, started=None, points=None):
+            super().__init__()
+            self.started = time.time() if started is None else started
+            self.points = [] if points is None else points
+
+        def __deepcopy__(self, memo):
+            return EpochCurve(self.started, self.points)
+
+        def on_epoch_end(self, epoch, logs=None):
+            score = (logs or {}).get("val_accuracy")
+            if score is not None:
+                best = max([score, *(s for _, s in self.points)])
+                self.points.append((time.time() - self.started, float(best)))
+
+    return EpochCurve()
 
 
 def run_hyperresnet(dataset, budget, args):
@@ -292,6 +319,7 @@ def _keras_tuner(application, dataset, budget, args):
     from autocnn import StopAt
 
     deadline = _deadline(budget)
+    curve = _epoch_curve()
 
     class OutOfTime(Exception):
         pass
@@ -316,15 +344,16 @@ def _keras_tuner(application, dataset, budget, args):
         try:
             tuner.search(resize(x), y, epochs=20, validation_data=(resize(val[0]), val[1]),
                          callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3),
-                                    StopAt(deadline)], verbose=2)
+                                    StopAt(deadline), curve], verbose=2)
         except OutOfTime:
             pass
         trials = len(tuner.oracle.trials)
         best = tuner.oracle.get_best_trials(1)
         if not best or best[0].status != "COMPLETED" or best[0].score is None:
-            return {"trials": trials}
+            return {"trials": trials, "curve": curve.points}
         model = tuner.get_best_models(1)[0]
-        return {**_scores(model, dataset, dataset.test, resize), "trials": trials}
+        return {**_scores(model, dataset, dataset.test, resize), "trials": trials,
+                "curve": curve.points}
 
 
 def run_autokeras(dataset, budget, args):
@@ -338,6 +367,7 @@ def run_autokeras(dataset, budget, args):
     import numpy as np
 
     python = _autokeras_python(args)
+    started = time.time()
     with tempfile.TemporaryDirectory() as folder:
         x_train, y_train = _arrays(dataset.train)
         x_val, y_val = _arrays(dataset.val)
@@ -346,11 +376,13 @@ def run_autokeras(dataset, budget, args):
         subprocess.run([python, str(Path(__file__).parent / "autokeras_run.py"), folder,
                         str(_deadline(budget)), str(args.seed)], check=True)
         result = json.loads((Path(folder) / "result.json").read_text())
+    # Its curve is timed in its own process, by the clock: from this method's start here.
+    curve = [(seconds - started, score) for seconds, score in result.get("curve", [])]
     if result["predicted"] is None:
-        return {"trials": result["trials"]}
+        return {"trials": result["trials"], "curve": curve}
     return {**_row_scores(dataset, dataset.test.labels, np.array(result["predicted"]),
                           result["parameters"], result["images_per_second"]),
-            "trials": result["trials"]}
+            "trials": result["trials"], "curve": curve}
 
 
 def _autokeras_python(args) -> str | None:

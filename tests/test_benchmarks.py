@@ -49,11 +49,17 @@ def test_the_benchmark_writes_its_table(tmp_path):
                                              ["| best-preset", "30s"], ["| reference", "30s"]]
     assert 0 < float(together[-2][2]) <= 1  # VGG-13 alone trained and was scored
     assert "### best-preset, reference, 30s" in pair
-    # The anytime curves are kept for later runs: autocnn's alone, best-preset's together.
+    # The anytime curves are kept for later runs, each method's: the reference's at each
+    # epoch's end (hyperresnet's too, when an epoch of it ended within 12 s).
     curves = json.loads((tmp_path / "fashion_mnist_curves.json").read_text())
-    assert set(curves["alone"]) == {"autocnn at 12s"}
+    assert {"autocnn at 12s", "reference at 12s", "reference at 5s"} <= set(curves["alone"])
+    assert set(curves["alone"]) <= {"autocnn at 12s", "reference at 12s", "reference at 5s",
+                                    "hyperresnet at 12s"}
+    reference = [score for _, score in curves["alone"]["reference at 12s"]["curve"]]
+    assert reference == sorted(reference) and 0 < reference[-1] <= 1  # the best so far
     assert set(curves["together"]) == {"best-preset vs reference at 30s"}
-    assert set(curves["together"]["best-preset vs reference at 30s"]) == {"best-preset"}
+    assert set(curves["together"]["best-preset vs reference at 30s"]) == {"best-preset",
+                                                                         "reference"}
     assert (tmp_path / "fashion_mnist_anytime.png").stat().st_size > 5000
     assert (tmp_path / "fashion_mnist_together_best-preset_vs_reference_30s.png").stat() \
         .st_size > 5000
