@@ -43,6 +43,7 @@ _PUBLIC = {
     "load_model": ("autocnn.trained.reference", "load"),
     "evaluate_model": ("autocnn.trained.evaluation", "evaluate_model"),
     "predict_images": ("autocnn.trained.prediction", "predict_images"),
+    "predict_probabilities": ("autocnn.trained.reference", "predict_probabilities"),
     "compute_metrics": ("autocnn.metrics", "compute_metrics"),
     "AutoCNNError": ("autocnn.errors", "AutoCNNError"),
     "SearchError": ("autocnn.errors", "SearchError"),

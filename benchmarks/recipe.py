@@ -1,8 +1,14 @@
 """The training recipe, one piece at a time: each on its own against the model's own recipe.
 
 Every row trains the same model for the same epochs on the same images from the same seed, and
-changes one hyperparameter of the recipe (or all of them, last): label smoothing, random
+changes one hyperparameter of the recipe (or all of them, "all"): label smoothing, random
 erasing, AdamW's decoupled weight decay, a cosine learning-rate schedule, horizontal flips.
+A model trained with flips gets a second row from the same training, its test images scored
+with their flips averaged in (test-time augmentation, as `autocnn.predict_probabilities`
+does). Three pieces the space has no hyperparameter for are tried on the compiled model, to
+decide whether it should: an exponential moving average of the weights (Keras's ``use_ema``,
+validated and kept with the averaged weights), and the cosine schedule per step instead of per
+epoch, with and without a linear warm-up over the first epoch (Keras's ``CosineDecay``).
 Test accuracy is that of the epoch best on validation, as a search keeps it.
 The models are the space's defaults and VGG-13 (the preset a person would pick). What it
 measures is test accuracy after the epochs, not speed: the rows may share a machine.
@@ -28,6 +34,14 @@ VARIANTS = {
     "cosine schedule": {"lr_schedule": "cosine"},
     "horizontal flips": {"flip": "horizontal"},
 }
+# Pieces made on the compiled model, each as the rules it needs (a schedule object replaces
+# the per-epoch one) and its optimizer, built from the steps an epoch has and the epochs.
+TRIED = {
+    "EMA": {},
+    "cosine per step": {"lr_schedule": "constant"},
+    "warm-up then cosine per step": {"lr_schedule": "constant"},
+}
+TTA = ", flips averaged at test"  # the suffix of the row scored with test-time augmentation
 MODELS = ("defaults", "vgg13")
 
 
@@ -39,16 +53,16 @@ def main(argv=None):
                         help="training images (stratified); validation: a quarter as many")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--variants", default=",".join(VARIANTS) + ",all",
-                        help="comma-separated, from: " + ", ".join([*VARIANTS, "all"]))
+    parser.add_argument("--variants", default=",".join([*VARIANTS, "all", *TRIED]),
+                        help="comma-separated, from: " + ", ".join([*VARIANTS, "all", *TRIED]))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = sorted(set(variants) - {*VARIANTS, "all"})
+    unknown = sorted(set(variants) - {*VARIANTS, "all", *TRIED})
     if unknown:
         parser.error(f"unknown variant {', '.join(unknown)}: choose from "
-                     f"{', '.join([*VARIANTS, 'all'])}")
+                     f"{', '.join([*VARIANTS, 'all', *TRIED])}")
 
     from autocnn import DataConfig, load_data
 
@@ -60,12 +74,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     earlier = earlier_rows(out / "recipe.md", data_line(dataset, args),
-                           {(m, v) for m in models for v in variants})
+                           {(m, v + tta) for m in models for v in variants for tta in ("", TTA)})
     for model in models:
         for variant in variants:
-            row = train(dataset, model, variant, args)
-            rows.append(row)
-            print(format_row(row, rows, earlier), flush=True)
+            for row in train(dataset, model, variant, args):
+                rows.append(row)
+                print(format_row(row, rows, earlier), flush=True)
             (out / "recipe.md").write_text(report(rows, dataset, args, earlier))
     print(f"\nwritten to {out / 'recipe.md'}")
 
@@ -94,18 +108,19 @@ def rules_for(dataset, model: str, variant: str) -> dict:
 
     own = get_preset(model, dataset.input_shape) if model != "defaults" else {}
     changes = ({k: v for change in VARIANTS.values() for k, v in change.items()}
-               if variant == "all" else VARIANTS[variant])
+               if variant == "all" else {**VARIANTS, **TRIED}[variant])
     return {**own, **changes}
 
 
-def train(dataset, model: str, variant: str, args) -> dict:
+def train(dataset, model: str, variant: str, args) -> list[dict]:
     """One training of ``model`` with ``variant``'s recipe: its best validation accuracy and
-    the test accuracy of that epoch's weights."""
+    the test accuracy of that epoch's weights; a second row scored with test-time
+    augmentation when it learnt flips."""
     import keras
     import keras_tuner as kt
     import numpy as np
 
-    from autocnn import CNNHyperModel
+    from autocnn import CNNHyperModel, predict_probabilities
 
     keras.utils.set_random_seed(args.seed)
     keras.backend.clear_session()
@@ -113,21 +128,48 @@ def train(dataset, model: str, variant: str, args) -> dict:
                                rules=rules_for(dataset, model, variant))
     hp = kt.HyperParameters()
     network = hypermodel.build(hp)
+    callbacks = tried(network, variant, hp, -(-len(dataset.train) // hypermodel.batch_size(hp)),
+                      args.epochs)
     # The weights of the best epoch on validation, as a search keeps them: a last epoch at a
     # constant learning rate scores a point up or down by chance.
-    best = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
-                                         patience=args.epochs, restore_best_weights=True)
+    callbacks.append(keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=args.epochs, restore_best_weights=True))
     started = time.monotonic()
     history = hypermodel.fit(
         hp, network, dataset.batches(dataset.train, 64, shuffle=True, seed=args.seed),
         validation_data=dataset.batches(dataset.val, 256), epochs=args.epochs, shuffle=False,
-        callbacks=[best], verbose=0)
-    seconds = time.monotonic() - started
-    probabilities = network.predict(dataset.batches(dataset.test, 256), verbose=0)
-    test = float(np.mean(np.argmax(probabilities, axis=-1) == dataset.test.labels))
-    return {"model": model, "variant": variant, "epochs": args.epochs, "seconds": seconds,
-            "val": max(history.history["val_accuracy"]), "test": test,
-            "when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}"}
+        callbacks=callbacks, verbose=0)
+    row = {"model": model, "variant": variant, "epochs": args.epochs,
+           "seconds": time.monotonic() - started, "val": max(history.history["val_accuracy"]),
+           "when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}"}
+    rows = []
+    for averaged in (False, True)[:1 + (hp.get("flip") != "none")]:
+        probabilities = predict_probabilities(network, dataset.batches(dataset.test, 256),
+                                              tta=averaged)
+        test = float(np.mean(np.argmax(probabilities, axis=-1) == dataset.test.labels))
+        rows.append({**row, "test": test, "variant": variant + TTA * averaged})
+    return rows
+
+
+def tried(network, variant: str, hp, steps: int, epochs: int) -> list:
+    """For a piece of `TRIED`: ``network`` compiled again with its optimizer, for epochs of
+    ``steps``; the callbacks it needs (to come before the others)."""
+    import keras
+
+    if variant not in TRIED:
+        return []
+    base = hp.get("learning_rate")
+    if variant == "EMA":  # an average over about the last 1,000 steps, two to three epochs
+        optimizer = keras.optimizers.Adam(base, use_ema=True, ema_momentum=0.999)
+    elif variant == "cosine per step":
+        optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            base, epochs * steps))
+    else:
+        optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            0.0, (epochs - 1) * steps, warmup_target=base, warmup_steps=steps))
+    network.compile(optimizer=optimizer, loss=network.loss, metrics=["accuracy"])
+    # Validated, and kept as the best epoch, with the averaged weights.
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if variant == "EMA" else []
 
 
 def format_row(row, rows, earlier=()) -> str:
@@ -152,12 +194,15 @@ def data_line(dataset, args) -> str:
 
 def earlier_rows(path: Path, line: str, rerun: set) -> list[str]:
     """The rows of a table written before on the same data, but those of ``rerun`` (pairs of
-    model and variant), in the table's order."""
+    model and variant), in the table's order. A model whose own recipe runs again loses all
+    its earlier rows: their points were against the recipe it had then."""
     if not path.exists() or line not in path.read_text().splitlines():
         return []
     rows = [row for row in path.read_text().splitlines()
             if row.startswith("| ") and not row.startswith("| model |")]
-    return [row for row in rows if tuple(c.strip() for c in row.split("|")[1:3]) not in rerun]
+    again = {model for model, variant in rerun if variant == "own recipe"}
+    keys = [tuple(c.strip() for c in row.split("|")[1:3]) for row in rows]
+    return [row for row, key in zip(rows, keys) if key not in rerun and key[0] not in again]
 
 
 def report(rows, dataset, args, earlier=()) -> str:
