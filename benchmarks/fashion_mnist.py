@@ -160,6 +160,10 @@ def _search_row(dataset, args, **settings):
             print(err, flush=True)
             return {"trials": 0}
         curve = anytime(config.tracking_uri, result.run_id)
+    if result.metrics:  # the row scores each image alone, as every other method's does
+        print(f"autocnn's own test accuracy, the training flips "
+              f"({result.best_hyperparameters.get('flip', 'none')}) averaged in: "
+              f"{result.metrics['accuracy']:.4f}", flush=True)
     return {**_scores(result.model, dataset, dataset.test), "curve": curve,
             "trials": result.trials_completed + result.trials_failed}
 
