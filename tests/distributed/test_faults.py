@@ -108,7 +108,9 @@ def test_the_tracking_server_killed_mid_search_and_restarted(server, workdir):
     went = time.monotonic()
     time.sleep(8)
     server.start()
-    assert time.monotonic() - went < 30  # down for less than 30 s
+    # Well inside the retries, however slowly a loaded machine starts the server again: a
+    # longer outage is the last test's case.
+    assert time.monotonic() - went < 120
     assert chief.process.wait(timeout=400) == 0, chief.text
     assert "4 completed, 0 failed" in chief.text
     assert_every_trial_once(server.url, "outage", chief.text)
