@@ -237,8 +237,9 @@ def _ended_trials(config, tuner) -> tuple[list, list]:
         log.info(f"the workers left after {len(trials)} trials: the best so far is the result; "
                  "start workers and run the same command again to finish the search")
     if not trials and tuner.stopped_by == "time budget":
-        raise SearchError(f"the time budget ({format_duration(config.time_budget)}) ended "
-                          "before the first trial could start: give --time-budget more time")
+        raise SearchError(f"the time budget ({format_duration(config.time_budget)}) left no "
+                          f"time for a first trial after {format_duration(tuner.budget.elapsed)} "
+                          "of set-up: give --time-budget more time")
     if not trials and tuner.stopped_by == "no workers":
         raise SearchError("no worker ran a trial: start workers (autocnn worker "
                           "--oracle-address ...) and run the same command again")

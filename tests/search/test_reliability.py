@@ -64,7 +64,8 @@ def test_a_time_budget_stops_the_running_trial_and_starts_no_other(tmp_path, pro
 
 
 def test_a_budget_too_short_for_any_trial_says_so(tmp_path):
-    with pytest.raises(SearchError, match=r"time budget \(0:02\) ended before the first trial"):
+    message = r"time budget \(0:02\) left no time for a first trial after 0:0\d of set-up"
+    with pytest.raises(SearchError, match=message):
         run_search(config(tmp_path, time_budget=2))
 
 
