@@ -43,6 +43,7 @@ TRIED = {
 }
 TTA = ", flips averaged at test"  # the suffix of the row scored with test-time augmentation
 MODELS = ("defaults", "vgg13")
+SEED = 42
 
 
 def main(argv=None):
@@ -55,7 +56,8 @@ def main(argv=None):
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--variants", default=",".join([*VARIANTS, "all", *TRIED]),
                         help="comma-separated, from: " + ", ".join([*VARIANTS, "all", *TRIED]))
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help=f"another seed than {SEED} writes recipe_seedN.md beside recipe.md")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -73,15 +75,22 @@ def main(argv=None):
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    earlier = earlier_rows(out / "recipe.md", data_line(dataset, args),
+    path = out / results_name(args.seed)
+    earlier = earlier_rows(path, data_line(dataset, args),
                            {(m, v + tta) for m in models for v in variants for tta in ("", TTA)})
     for model in models:
         for variant in variants:
             for row in train(dataset, model, variant, args):
                 rows.append(row)
                 print(format_row(row, rows, earlier), flush=True)
-            (out / "recipe.md").write_text(report(rows, dataset, args, earlier))
-    print(f"\nwritten to {out / 'recipe.md'}")
+            path.write_text(report(rows, dataset, args, earlier))
+    print(f"\nwritten to {path}")
+
+
+def results_name(seed: int) -> str:
+    """``recipe.md`` for the default seed, ``recipe_seed7.md`` for seed 7: another seed's run
+    is a repeat of the same measurement, kept beside it rather than replacing it."""
+    return "recipe.md" if seed == SEED else f"recipe_seed{seed}.md"
 
 
 def subset(dataset, train: int, seed: int):

@@ -182,3 +182,20 @@ def test_the_tracking_load_benchmark_counts_what_reached_the_server(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:2] == ["sqlite", "2"] and float(cells[2]) > 0
     assert cells[5:] == ["0", "0", "0", "0"]  # nothing lost, none left RUNNING, no error
+
+
+def test_the_recipe_benchmark_keeps_another_seeds_run_beside_the_default_ones(tmp_path):
+    def run(*flags):
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT.parent / "recipe.py"), "--dataset", "digits", "--train",
+             "200", "--epochs", "1", "--models", "defaults", "--variants", "own recipe",
+             "--output", str(tmp_path), *flags], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    run()
+    run("--seed", "7")
+    default, repeat = (tmp_path / "recipe.md").read_text(), (tmp_path / "recipe_seed7.md")
+    assert "seed 42" in default and "seed 7" in repeat.read_text()
+    assert "| defaults | own recipe | 1 |" in default  # the repeat did not replace it
+    assert "| defaults | own recipe | 1 |" in repeat.read_text()
+
