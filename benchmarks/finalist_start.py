@@ -31,15 +31,10 @@ def main(argv=None):
     parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
 
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
     from autocnn import DataConfig, load_data
 
     data = load_data(DataConfig(dataset="fashion_mnist", seed=args.seed))
-    _, kept = train_test_split(np.arange(len(data.train)), test_size=len(data.train) // 4,
-                               stratify=data.train.labels, random_state=args.seed)
-    quarter = data.train.take(np.sort(kept))
+    quarter = stratified_quarter(data.train, args.seed)
     checkpoint = Path(tempfile.mkdtemp()) / "share.weights.h5"
     share = train(data, quarter, args.share_epochs, args.seed, save=checkpoint)
     starts = ["warm", "fresh"] if args.warm_first else ["fresh", "warm"]
@@ -52,9 +47,19 @@ def main(argv=None):
     write(Path(args.output) / "finalist_start.md", rows, data)
 
 
-def train(data, split, epochs, seed, save=None, load=None):
-    """The space's default model trained on ``split``: (best validation accuracy, test accuracy
-    at that epoch, seconds)."""
+def stratified_quarter(split, seed):
+    """A quarter of ``split``, stratified, as `--trial-fraction 0.25` takes it."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    _, kept = train_test_split(np.arange(len(split)), test_size=len(split) // 4,
+                               stratify=split.labels, random_state=seed)
+    return split.take(np.sort(kept))
+
+
+def train(data, split, epochs, seed, save=None, load=None, rules=None):
+    """The space's default model (or the one ``rules`` fix) trained on ``split``: (best
+    validation accuracy, test accuracy at that epoch, seconds)."""
     import keras
     import keras_tuner as kt
     import numpy as np
@@ -63,7 +68,7 @@ def train(data, split, epochs, seed, save=None, load=None):
 
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
-    hypermodel = CNNHyperModel(data.input_shape, data.num_classes)
+    hypermodel = CNNHyperModel(data.input_shape, data.num_classes, rules=rules)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     if load is not None:
@@ -95,17 +100,27 @@ def row(args, start, result) -> str:
 
 
 def write(path: Path, rows, data) -> None:
-    """Append this run's rows to the table (a new table when there is none)."""
+    append_table(path, rows, f"{data.name}: where a finalist starts",
+                 f"{describe(data)}; the space's default model",
+                 ["images", "epochs", "starts", "best val accuracy", "test accuracy",
+                  "seconds", "order", "finished (UTC)"])
+
+
+def describe(data) -> str:
+    """The images of each split, and the machine."""
     import platform
 
+    return (f"{len(data.train)} train / {len(data.val)} validation / {len(data.test)} test "
+            f"images; {platform.machine()}, {os.cpu_count()} cores")
+
+
+def append_table(path: Path, rows, title: str, about: str, columns) -> None:
+    """Append this run's rows to the table at ``path``, begun with ``title``, ``about`` and
+    ``columns`` where there is none yet."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            f"# {data.name}: where a finalist starts\n\n{len(data.train)} train / "
-            f"{len(data.val)} validation / {len(data.test)} test images; the space's default "
-            f"model; {platform.machine()}, {os.cpu_count()} cores\n\n"
-            "| images | epochs | starts | best val accuracy | test accuracy | seconds | "
-            "order | finished (UTC) |\n" + "|---" * 8 + "|\n")
+        path.write_text(f"# {title}\n\n{about}\n\n| " + " | ".join(columns) + " |\n"
+                        + "|---" * len(columns) + "|\n")
     with path.open("a") as table:
         table.write("\n".join(rows) + "\n")
     print(f"written to {path}")

@@ -199,3 +199,16 @@ def test_the_recipe_benchmark_keeps_another_seeds_run_beside_the_default_ones(tm
     assert "| defaults | own recipe | 1 |" in default  # the repeat did not replace it
     assert "| defaults | own recipe | 1 |" in repeat.read_text()
 
+
+def test_the_finalist_schedule_benchmark_trains_a_share_then_both_schedules(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "finalist_schedule.py"), "--dataset", "digits",
+         "--train", "400", "--share-epochs", "2", "--epochs", "2", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in
+            (tmp_path / "finalist_schedule.md").read_text().splitlines()
+            if line.startswith("| vgg13")]
+    assert [row[1:4] for row in rows] == [["a quarter", "2", "its own"], ["all", "2", "its own"],
+                                          ["all", "2", "cosine over them"]]
+    assert all(0 < float(row[5]) <= 1 for row in rows)  # test accuracy, scored

@@ -99,7 +99,17 @@ def _training(record) -> str:
         f"- trials: {int(m.get('trials_completed', 0))} completed, "
         f"{int(m.get('trials_failed', 0))} failed",
         f"- time: {seconds:.0f} s in all" if seconds is not None else "- time: ?",
+        *_final_schedule(p),
         f"- machine: {record.tags.get('autocnn.machine', 'not recorded')}"])
+
+
+def _final_schedule(p) -> list:
+    """A line where the final training's learning rate fell otherwise than in the trials."""
+    final, own = p.get("final_lr_schedule"), p.get("best_lr_schedule")
+    if not final or final == own:
+        return []
+    return [f"- final training: the learning rate fell on a {final} schedule over the epochs "
+            f"the budget gave it (its trials: {own})"]
 
 
 def _choice(record) -> str:

@@ -30,13 +30,15 @@ log = logging.getLogger(__name__)
 class FinalModel:
     """What the final training gave: the trial whose configuration it is, the model, its
     history, the epochs it trained (0: the trial's own model), why the trial's model was kept,
-    and the last rung's finalists (trial id -> best validation accuracy)."""
+    the last rung's finalists (trial id -> best validation accuracy), and the learning-rate
+    schedule a finalist trained with, where it is not necessarily the trial's own."""
     trial: kt.engine.trial.Trial
     model: keras.Model
     history: dict | None
     epochs: int
     kept_because: str = ""
     finalists: dict = dataclasses.field(default_factory=dict)
+    lr_schedule: str | None = None
 
 
 def final_model(config, hypermodel, tuner, dataset, budget) -> FinalModel:
@@ -110,6 +112,10 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
     if plan is not None and plan.planned < config.epochs:
         log.info(f"trial {number}: about {plan.planned} epochs fit in the time left (planned "
                  "again as its epochs are timed); its learning-rate schedule spans them")
+    own = trial.hyperparameters.values.get("lr_schedule")
+    if plan is not None and own not in (None, "cosine"):
+        log.info(f"trial {number}: its learning rate falls on a cosine to the planned end, "
+                 f"not by its own {own} schedule, so that it ends low with the budget")
     start = starting_weights(tuner, trial)
     if start is not None:
         log.info(f"trial {number}: starting from its trial's best weights (epoch "
@@ -117,7 +123,8 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
     started = time.monotonic()
     model, history = train_in_full(hypermodel, trial, dataset, config, budget.final_deadline(),
                                    label=f"finalist trial {number}", plan=plan, start=start)
-    finished = FinalModel(trial, model, history, len(history.get("loss", [])))
+    finished = FinalModel(trial, model, history, len(history.get("loss", [])),
+                          lr_schedule="cosine" if plan is not None else own)
     epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
     log.info(f"trial {number}: val_accuracy {_best_score(finished):.4f} on all the training "
              f"images, epoch {epoch} of {finished.epochs} "

@@ -251,7 +251,8 @@ def _ended_trials(config, tuner) -> tuple[list, list]:
 def _log_final(tracker, final, hypermodel) -> None:
     best, run = final.trial, tracker.parent_run_id
     values = active_values(best.hyperparameters)
-    tracker.log_params(run, {f"best_{k}": v for k, v in values.items()})
+    tracker.log_params(run, {f"best_{k}": v for k, v in values.items()}
+                       | ({"final_lr_schedule": final.lr_schedule} if final.lr_schedule else {}))
     tracker.log_metrics(run, {
         "best_val_accuracy": best.score, "model_params": final.model.count_params(),
         **({"final_val_accuracy": final.finalists[best.trial_id]} if final.finalists else {}),

@@ -19,7 +19,7 @@ from autocnn.errors import SizingError, WeightsError
 from autocnn.space import backbones, blocks, losses, sizing, transfer
 from autocnn.space import rules as rules_module
 from autocnn.space.rules import CLOSED, Space
-from autocnn.space.schedules import SCHEDULES, plateau_schedule
+from autocnn.space.schedules import SCHEDULES, cosine_schedule, plateau_schedule
 
 SCRATCH = tuple(blocks.FAMILIES)  # trained from scratch; "backbone" is the other family
 FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
@@ -277,17 +277,16 @@ class CNNHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, plan=None, **kwargs):
         """Train ``model`` as keras-tuner asks; ``plan`` (an `EpochPlan`-like object with
-        ``end``), when given, is the epoch a learning-rate schedule ends at instead of
-        ``epochs``, read anew each epoch (the final training plans its epochs from their
-        measured pace)."""
+        ``end``), when given, is the epoch the learning rate's cosine ends at instead of
+        ``epochs``, read anew each epoch, whatever ``hp``'s own schedule (the final training
+        plans its epochs from their measured pace; see `learning_rate_schedule`)."""
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)
         batch_size = training_hyperparameters(Space(hp, self.rules)) * self.replicas
         if self.class_weight is not None:
             kwargs.setdefault("class_weight", self.class_weight)
-        schedule = SCHEDULES.get(hp.get("lr_schedule"))
-        if hp.get("lr_schedule") == "plateau" and kwargs.get("validation_data") is None:
-            schedule = functools.partial(plateau_schedule, monitor="loss")
+        schedule = learning_rate_schedule(hp, kwargs.get("validation_data") is not None,
+                                          planned=plan is not None)
         with warnings.catch_warnings():
             # A rebatched pipeline has no known length, so Keras finds each epoch's end by
             # running out of data, as intended here, and warns about it.
@@ -301,6 +300,25 @@ class CNNHyperModel(kt.HyperModel):
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []),
                                        schedule(hp.get("learning_rate"), end)]
             return super().fit(hp, model, *args, **kwargs)
+
+
+def learning_rate_schedule(hp, validated: bool, planned: bool = False):
+    """What makes the learning-rate callback of a training of ``hp`` (see schedules), or None
+    for a constant rate. Without validation, a plateau schedule watches the training loss.
+
+    A training whose epochs the budget plans (``planned``: a last-rung finalist) falls on a
+    cosine to the planned end whatever its own schedule: a plateau's cuts follow validation,
+    not the budget, and a constant rate never falls, so either would leave the rate high
+    when the budget ends the training: a finalist started from its trial's checkpoint also
+    takes the rate that trial's plateaus had cut, and a 60-minute search's result fell 0.9
+    points with it (benchmarks/results/finalist_schedule.md measures the two schedules).
+    """
+    name = hp.get("lr_schedule")
+    if planned:
+        return cosine_schedule
+    if name == "plateau" and not validated:
+        return functools.partial(plateau_schedule, monitor="loss")
+    return SCHEDULES.get(name)
 
 
 def training_hyperparameters(hp: Space) -> int:

@@ -67,6 +67,13 @@ def test_the_card_says_when_the_test_images_were_scored_with_their_flips(record)
         card.model_card(record)
 
 
+def test_the_card_says_when_the_final_training_fell_otherwise_than_its_trials(record):
+    assert "- final training:" not in card.model_card(record)
+    record.params |= {"best_lr_schedule": "plateau", "final_lr_schedule": "cosine"}
+    assert ("- final training: the learning rate fell on a cosine schedule over the epochs the "
+            "budget gave it (its trials: plateau)") in card.model_card(record)
+
+
 def test_a_search_without_evaluation_or_fingerprint_still_has_a_card(record, tmp_path):
     record.artifacts = tmp_path / "nothing"
     text = card.model_card(record)

@@ -94,13 +94,19 @@ def test_the_last_rung_trains_the_finalists_and_keeps_the_best_on_validation(tmp
     from autocnn import data
 
     lines = progress
+    # A budget plans the finalists' epochs: their rate falls on a cosine to the planned end,
+    # not by the plateau schedule their trials had.
     result = run_search(config(tmp_path, max_trials=3, epochs=2, patience=1, trial_fraction=0.5,
-                               finalists=2, space={"family": "plain", "num_blocks": 1}))
+                               finalists=2, time_budget=900,
+                               space={"family": "plain", "num_blocks": 1,
+                                      "lr_schedule": "plateau"}))
     assert any(line.startswith("best trials ") and "training each on all 1149 training images"
                in line for line in lines)
     trained = [line for line in lines if "on all the training images, epoch" in line]
     assert len(trained) == 2 and len(result.finalists) == 2
     assert len([line for line in lines if "starting from its trial's best weights" in line]) == 2
+    assert len([line for line in lines if "falls on a cosine to the planned end, not by its own "
+                "plateau schedule" in line]) == 2
     winner = max(result.finalists, key=result.finalists.get)
     assert result.best_trial_id == winner
     # The winner's model survived the other finalist's training: it scores what it scored.
@@ -111,6 +117,8 @@ def test_the_last_rung_trains_the_finalists_and_keeps_the_best_on_validation(tmp
     metrics = MlflowClient(f"sqlite:///{tmp_path}/db.db").get_run(result.run_id).data.metrics
     assert metrics["final_val_accuracy"] == pytest.approx(result.finalists[winner])
     assert len([k for k in metrics if k.startswith("finalist_trial_")]) == 2
+    params = MlflowClient(f"sqlite:///{tmp_path}/db.db").get_run(result.run_id).data.params
+    assert params["best_lr_schedule"] == "plateau" and params["final_lr_schedule"] == "cosine"
 
 
 def test_a_finalist_starts_from_its_trials_best_weights(tmp_path, seed):

@@ -1,3 +1,5 @@
+import types
+
 import keras
 import keras_tuner as kt
 import numpy as np
@@ -207,6 +209,27 @@ def test_plateau_schedule_watches_the_training_loss_without_validation(validated
     [schedule] = [c for c in given["callbacks"]
                   if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
     assert schedule.monitor == monitor
+
+
+@pytest.mark.parametrize("own", ["plateau", "constant", "cosine"])
+def test_a_training_the_budget_plans_falls_on_a_cosine_to_the_planned_end(own, monkeypatch):
+    hypermodel = space.CNNHyperModel((8, 8, 1), 3, rules={"lr_schedule": own})
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    given = {}
+    monkeypatch.setattr(model, "fit", lambda *args, **kwargs: given.update(kwargs))
+    x, y = np.zeros((4, 8, 8, 1)), np.zeros(4)
+    plan = types.SimpleNamespace(end=4)  # 4 epochs fit in the budget, of the 20 asked for
+    hypermodel.fit(hp, model, x, y, epochs=20, validation_data=(x, y), plan=plan)
+    [schedule] = [c for c in given["callbacks"] if isinstance(
+        c, (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau))]
+    assert [schedule.schedule(epoch, None) for epoch in (0, 2, 4)] == \
+        pytest.approx([1e-3, 5e-4, 0.0])
+    given.clear()
+    hypermodel.fit(hp, model, x, y, epochs=20, validation_data=(x, y))  # no plan: its own
+    assert [type(c).__name__ for c in given.get("callbacks", [])] == {
+        "plateau": ["ReduceLROnPlateau"], "constant": [],
+        "cosine": ["LearningRateScheduler"]}[own]
 
 
 def test_active_values_leave_out_inactive_branches():
