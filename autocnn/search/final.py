@@ -113,7 +113,8 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
         log.info(f"trial {number}: about {plan.planned} epochs fit in the time left (planned "
                  "again as its epochs are timed); its learning-rate schedule spans them")
     own = trial.hyperparameters.values.get("lr_schedule")
-    if plan is not None and own not in (None, "cosine"):
+    trained = space.trained_schedule(own, planned=plan is not None)
+    if own is not None and trained != own:
         log.info(f"trial {number}: its learning rate falls on a cosine to the planned end, "
                  f"not by its own {own} schedule, so that it ends low with the budget")
     start = starting_weights(tuner, trial)
@@ -124,7 +125,7 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
     model, history = train_in_full(hypermodel, trial, dataset, config, budget.final_deadline(),
                                    label=f"finalist trial {number}", plan=plan, start=start)
     finished = FinalModel(trial, model, history, len(history.get("loss", [])),
-                          lr_schedule="cosine" if plan is not None else own)
+                          lr_schedule=trained)
     epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
     log.info(f"trial {number}: val_accuracy {_best_score(finished):.4f} on all the training "
              f"images, epoch {epoch} of {finished.epochs} "

@@ -19,7 +19,7 @@ from autocnn.errors import SizingError, WeightsError
 from autocnn.space import backbones, blocks, losses, sizing, transfer
 from autocnn.space import rules as rules_module
 from autocnn.space.rules import CLOSED, Space
-from autocnn.space.schedules import SCHEDULES, cosine_schedule, plateau_schedule
+from autocnn.space.schedules import SCHEDULES, plateau_schedule
 
 SCRATCH = tuple(blocks.FAMILIES)  # trained from scratch; "backbone" is the other family
 FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
@@ -314,12 +314,16 @@ def learning_rate_schedule(hp, validated: bool, planned: bool = False):
     1.24 points lower on its own schedule than on the cosine
     (benchmarks/results/finalist_schedule.md).
     """
-    name = hp.get("lr_schedule")
-    if planned:
-        return cosine_schedule
+    name = trained_schedule(hp.get("lr_schedule"), planned)
     if name == "plateau" and not validated:
         return functools.partial(plateau_schedule, monitor="loss")
     return SCHEDULES.get(name)
+
+
+def trained_schedule(own: str | None, planned: bool) -> str | None:
+    """The name of the schedule a training follows, given its hyperparameters' ``own``: the
+    cosine where the budget plans its epochs (see `learning_rate_schedule`)."""
+    return "cosine" if planned else own
 
 
 def training_hyperparameters(hp: Space) -> int:
