@@ -21,7 +21,7 @@ from autocnn.search.prepare import PIPELINE_BATCH
 from autocnn.search.progress import training_progress
 from autocnn.search.tuners import OBJECTIVE
 from autocnn.space import hypermodel as space
-from autocnn.space import sizing
+from autocnn.space import schedules, sizing
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
         log.info(f"trial {number}: about {plan.planned} epochs fit in the time left (planned "
                  "again as its epochs are timed); its learning-rate schedule spans them")
     own = trial.hyperparameters.values.get("lr_schedule")
-    trained = space.trained_schedule(own, planned=plan is not None)
+    trained = schedules.trained_schedule(own, planned=plan is not None)
     if own is not None and trained != own:
         log.info(f"trial {number}: its learning rate falls on a cosine to the planned end, "
                  f"not by its own {own} schedule, so that it ends low with the budget")

@@ -16,10 +16,9 @@ import keras
 import keras_tuner as kt
 
 from autocnn.errors import SizingError, WeightsError
-from autocnn.space import backbones, blocks, losses, sizing, transfer
+from autocnn.space import backbones, blocks, losses, schedules, sizing, transfer
 from autocnn.space import rules as rules_module
 from autocnn.space.rules import CLOSED, Space
-from autocnn.space.schedules import SCHEDULES, plateau_schedule
 
 SCRATCH = tuple(blocks.FAMILIES)  # trained from scratch; "backbone" is the other family
 FAMILY_PADDING = ("plain", "separable", "nin")  # the others keep maps aligned: always "same"
@@ -279,13 +278,14 @@ class CNNHyperModel(kt.HyperModel):
         """Train ``model`` as keras-tuner asks; ``plan`` (an `EpochPlan`-like object with
         ``end``), when given, is the epoch the learning rate's cosine ends at instead of
         ``epochs``, read anew each epoch, whatever ``hp``'s own schedule (the final training
-        plans its epochs from their measured pace; see `learning_rate_schedule`)."""
+        plans its epochs from their measured pace; see `schedules.for_training`)."""
         if getattr(model, "rejection", None):
             raise kt.errors.FailedTrialError(model.rejection)
         batch_size = training_hyperparameters(Space(hp, self.rules)) * self.replicas
         if self.class_weight is not None:
             kwargs.setdefault("class_weight", self.class_weight)
-        schedule = learning_rate_schedule(hp, kwargs.get("validation_data") is not None,
+        schedule = schedules.for_training(hp.get("lr_schedule"),
+                                          kwargs.get("validation_data") is not None,
                                           planned=plan is not None)
         with warnings.catch_warnings():
             # A rebatched pipeline has no known length, so Keras finds each epoch's end by
@@ -300,30 +300,6 @@ class CNNHyperModel(kt.HyperModel):
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []),
                                        schedule(hp.get("learning_rate"), end)]
             return super().fit(hp, model, *args, **kwargs)
-
-
-def learning_rate_schedule(hp, validated: bool, planned: bool = False):
-    """What makes the learning-rate callback of a training of ``hp`` (see schedules), or None
-    for a constant rate. Without validation, a plateau schedule watches the training loss.
-
-    A training whose epochs the budget plans (``planned``: a last-rung finalist) falls on a
-    cosine to the planned end whatever its own schedule. A plateau's cuts follow validation,
-    not the budget, and a constant rate never falls, so either would leave the rate high when
-    the budget ends the training. Worse, a finalist started from its trial's checkpoint takes
-    the rate that trial's plateaus had cut: VGG-13's finalist after a 20-epoch trial scored
-    1.24 points lower on its own schedule than on the cosine
-    (benchmarks/results/finalist_schedule.md).
-    """
-    name = trained_schedule(hp.get("lr_schedule"), planned)
-    if name == "plateau" and not validated:
-        return functools.partial(plateau_schedule, monitor="loss")
-    return SCHEDULES.get(name)
-
-
-def trained_schedule(own: str | None, planned: bool) -> str | None:
-    """The name of the schedule a training follows, given its hyperparameters' ``own``: the
-    cosine where the budget plans its epochs (see `learning_rate_schedule`)."""
-    return "cosine" if planned else own
 
 
 def training_hyperparameters(hp: Space) -> int:
