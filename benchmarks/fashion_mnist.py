@@ -170,16 +170,17 @@ def _search_row(dataset, args, **settings):
 
 def anytime(tracking_uri: str, run_id: str) -> list[tuple[float, float]]:
     """(seconds since the search began, the best validation accuracy so far), at the end of
-    each of the search's trials, from its MLflow child runs."""
+    each epoch of the search's trials (their MLflow child runs keep each epoch's metrics with
+    the time it was logged); the final training is not among them."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     parent = client.get_run(run_id)
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
-    ends = sorted(((r.info.end_time - parent.info.start_time) / 1000,
-                   r.data.metrics["best_val_accuracy"])
-                  for r in children if r.info.end_time and "best_val_accuracy" in r.data.metrics)
+    ends = sorted(((m.timestamp - parent.info.start_time) / 1000, m.value)
+                  for r in children for m in client.get_metric_history(r.info.run_id,
+                                                                       "val_accuracy"))
     curve, best = [], 0.0
     for seconds, score in ends:
         best = max(best, score)
@@ -206,7 +207,7 @@ def keep_curves(path: Path, data_line: str, rows, run: str | None = None) -> lis
     for row in rows:
         if row.get("curve"):
             key = row["method"] if run else f"{row['method']} at {row['budget']}"
-            curves[key] = {"method": row["method"], "budget": row["budget"],
+            curves[key] = {"method": row["method"], "budget": row["budget"], "each": "epoch",
                            "curve": row["curve"]}
     path.write_text(json.dumps(stored, indent=1))
     return _curve_rows(curves)
@@ -230,11 +231,12 @@ def plot_anytime(rows, path: Path) -> None:
         if row.get("curve"):
             seconds, scores = zip(*row["curve"])
             # Markers: a method of one trial has one point, which a step line alone hides.
+            each = ", each trial's end" if _each_trial(row) else ""
             axes.step([s / 60 for s in seconds], scores, where="post", marker="o",
-                      markersize=4, label=f"{row['method']} ({row['budget']})")
+                      markersize=4, label=f"{row['method']} ({row['budget']}{each})")
     axes.set(xlabel="minutes since the method began", ylabel="best validation accuracy so far",
-             title="Anytime performance (autocnn: each trial's end, the final training not "
-                   "shown;\nthe others: each epoch's end)")
+             title="Anytime performance, at each epoch's end (autocnn's searches: their "
+                   "trials',\nthe final training not shown; older curves as the legend says)")
     axes.set_ylim(bottom=max(0.0, min(min(s for _, s in r["curve"]) for r in rows
                                      if r.get("curve")) - 0.02))
     axes.grid(alpha=0.3)
@@ -242,6 +244,13 @@ def plot_anytime(rows, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _each_trial(row) -> bool:
+    """Whether a kept curve has a point at each trial's end only: an autocnn search's before
+    its curves were taken at each epoch's end (those name it)."""
+    return row.get("each", "trial" if row["method"].startswith("autocnn") or
+                   row["method"] == "best-preset" else "epoch") == "trial"
 
 
 def reference_cnn(input_shape, classes):

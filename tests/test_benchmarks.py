@@ -55,6 +55,7 @@ def test_the_benchmark_writes_its_table(tmp_path):
     # epoch's end (hyperresnet's too, when an epoch of it ended within 25 s).
     curves = json.loads((tmp_path / "fashion_mnist_curves.json").read_text())
     assert {"autocnn at 25s", "reference at 25s", "reference at 5s"} <= set(curves["alone"])
+    assert curves["alone"]["autocnn at 25s"]["each"] == "epoch"  # its trials' epochs
     assert set(curves["alone"]) <= {"autocnn at 25s", "reference at 25s", "reference at 5s",
                                     "hyperresnet at 25s"}
     reference = [score for _, score in curves["alone"]["reference at 25s"]["curve"]]
@@ -212,3 +213,29 @@ def test_the_finalist_schedule_benchmark_trains_a_share_then_both_schedules(tmp_
     assert [row[1:4] for row in rows] == [["a quarter", "2", "its own"], ["all", "2", "its own"],
                                           ["all", "2", "cosine over them"]]
     assert all(0 < float(row[5]) <= 1 for row in rows)  # test accuracy, scored
+
+
+def test_a_search_s_anytime_curve_has_a_point_at_each_epoch_of_its_trials(tmp_path,
+                                                                          monkeypatch):
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import fashion_mnist as bench
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("bench")
+    parent = client.create_run(experiment, start_time=1_000_000)
+    for epochs in ([0.5, 0.7], [0.6, 0.65, 0.9]):  # two trials, as a search logs them
+        child = client.create_run(experiment, tags={"mlflow.parentRunId": parent.info.run_id})
+        client.log_batch(child.info.run_id, metrics=[
+            Metric("val_accuracy", score, 1_000_000 + 1000 * (len(epochs) * 10 + step), step)
+            for step, score in enumerate(epochs)])
+    curve = bench.anytime(uri, parent.info.run_id)
+    # Each epoch's end, in time order, the best so far: 20 s 0.5, 21 s 0.7, 30 s 0.6 ...
+    assert curve == [(20.0, 0.5), (21.0, 0.7), (30.0, 0.7), (31.0, 0.7), (32.0, 0.9)]
+    # Curves kept before say they are per trial (autocnn's searches) or per epoch (the others).
+    assert bench._each_trial({"method": "best-preset", "curve": curve})
+    assert not bench._each_trial({"method": "best-preset", "each": "epoch", "curve": curve})
+    assert not bench._each_trial({"method": "reference", "curve": curve})
