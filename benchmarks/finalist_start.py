@@ -57,9 +57,10 @@ def stratified_quarter(split, seed):
     return split.take(np.sort(kept))
 
 
-def train(data, split, epochs, seed, save=None, load=None, rules=None):
+def train(data, split, epochs, seed, save=None, load=None, rules=None, validate=True):
     """The space's default model (or the one ``rules`` fix) trained on ``split``: (best
-    validation accuracy, test accuracy at that epoch, seconds)."""
+    validation accuracy, test accuracy at that epoch, seconds); without ``validate`` (where
+    ``split`` holds the validation images), (None, test accuracy at the last epoch, seconds)."""
     import keras
     import keras_tuner as kt
     import numpy as np
@@ -78,14 +79,15 @@ def train(data, split, epochs, seed, save=None, load=None, rules=None):
                                          restore_best_weights=True)
     started = time.monotonic()
     history = hypermodel.fit(hp, model, data.batches(split, 64, shuffle=True, seed=seed),
-                             validation_data=data.batches(data.val, 256), epochs=epochs,
-                             shuffle=False, callbacks=[best], verbose=0)
+                             validation_data=data.batches(data.val, 256) if validate else None,
+                             epochs=epochs, shuffle=False, callbacks=[best] if validate else [],
+                             verbose=0)
     seconds = time.monotonic() - started
     if save is not None:
         model.save_weights(save)
     predicted = np.argmax(model.predict(data.batches(data.test, 256), verbose=0), axis=-1)
-    return (max(history.history["val_accuracy"]), float(np.mean(predicted == data.test.labels)),
-            seconds)
+    return (max(history.history["val_accuracy"]) if validate else None,
+            float(np.mean(predicted == data.test.labels)), seconds)
 
 
 def row(args, start, result) -> str:

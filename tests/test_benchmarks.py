@@ -215,6 +215,23 @@ def test_the_finalist_schedule_benchmark_trains_a_share_then_both_schedules(tmp_
     assert all(0 < float(row[5]) <= 1 for row in rows)  # test accuracy, scored
 
 
+
+def test_the_finalist_data_benchmark_gives_train_and_val_together_as_many_steps(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "finalist_data.py"), "--dataset", "digits",
+         "--train", "400", "--share-epochs", "2", "--epochs", "3", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in
+            (tmp_path / "finalist_data.md").read_text().splitlines()
+            if line.startswith("| vgg13")]
+    # 400 training and 100 validation images: 3 epochs of 400 are about 2 of 500.
+    assert [row[1:5] for row in rows] == [["42", "a quarter of train", "2", "the best"],
+                                          ["42", "train", "3", "the best"],
+                                          ["42", "train + val", "2", "the last"]]
+    assert rows[2][5] == "-" and 0 < float(rows[1][5]) <= 1  # no validation left to score
+    assert all(0 < float(row[6]) <= 1 for row in rows)  # test accuracy, scored
+
 def test_a_search_s_anytime_curve_has_a_point_at_each_epoch_of_its_trials(tmp_path,
                                                                           monkeypatch):
     from mlflow.entities import Metric
