@@ -15,38 +15,21 @@ machine ran, not a speed figure.
     python benchmarks/finalist_data.py --model vgg13 --share-epochs 7 --epochs 10 --seed 7
 """
 
-import argparse
 import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from finalist_schedule import data_and_rules, share_then_finalists
 from finalist_start import append_table, describe, stratified_quarter, train
-from recipe import subset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vgg13", help="a preset's name, or 'defaults'")
-    parser.add_argument("--share-epochs", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=10,
-                        help="epochs on the training images (the other finalist gets as "
-                             "many steps)")
-    parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--train", type=int, default=None,
-                        help="use only this many training images: a smoke run")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args(argv)
-
-    from autocnn import DataConfig, get_preset, load_data
-
-    data = load_data(DataConfig(dataset=args.dataset, seed=args.seed))
-    if args.train:
-        data = subset(data, args.train, args.seed)
-    own = get_preset(args.model, data.input_shape) if args.model != "defaults" else {}
+    args = share_then_finalists(__doc__, epochs=10, help="epochs on the training images (the "
+                                "other finalist gets as many steps)").parse_args(argv)
+    data, own = data_and_rules(args)
     cosine = {**own, "lr_schedule": "cosine"}
     checkpoint = Path(tempfile.mkdtemp()) / "share.weights.h5"
     share = train(data, stratified_quarter(data.train, args.seed), args.share_epochs, args.seed,

@@ -25,23 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vgg13", help="a preset's name, or 'defaults'")
-    parser.add_argument("--share-epochs", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=5, help="epochs on all the images")
-    parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--train", type=int, default=None,
-                        help="use only this many training images: a smoke run")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args(argv)
-
-    from autocnn import DataConfig, get_preset, load_data
-
-    data = load_data(DataConfig(dataset=args.dataset, seed=args.seed))
-    if args.train:
-        data = subset(data, args.train, args.seed)
-    own = get_preset(args.model, data.input_shape) if args.model != "defaults" else {}
+    args = share_then_finalists(__doc__, epochs=5, help="epochs on all the images") \
+        .parse_args(argv)
+    data, own = data_and_rules(args)
     checkpoint = Path(tempfile.mkdtemp()) / "share.weights.h5"
     share = train(data, stratified_quarter(data.train, args.seed), args.share_epochs, args.seed,
                   save=checkpoint, rules=own)
@@ -53,6 +39,30 @@ def main(argv=None):
         rows.append(row(args, "all", args.epochs, schedule, result))
         print(rows[-1], flush=True)
     write(Path(args.output) / "finalist_schedule.md", rows, data)
+
+
+def share_then_finalists(doc: str, epochs: int, help: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that trains a model on a share, then finalists from it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", default="vgg13", help="a preset's name, or 'defaults'")
+    parser.add_argument("--share-epochs", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=epochs, help=help)
+    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--train", type=int, default=None,
+                        help="use only this many training images: a smoke run")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results"))
+    return parser
+
+
+def data_and_rules(args):
+    """The data (a subset with ``--train``) and the rules that fix ``--model``."""
+    from autocnn import DataConfig, get_preset, load_data
+
+    data = load_data(DataConfig(dataset=args.dataset, seed=args.seed))
+    if args.train:
+        data = subset(data, args.train, args.seed)
+    return data, get_preset(args.model, data.input_shape) if args.model != "defaults" else {}
 
 
 def row(args, images, epochs, schedule, result) -> str:

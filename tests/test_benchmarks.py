@@ -201,36 +201,33 @@ def test_the_recipe_benchmark_keeps_another_seeds_run_beside_the_default_ones(tm
     assert "| defaults | own recipe | 1 |" in repeat.read_text()
 
 
-def test_the_finalist_schedule_benchmark_trains_a_share_then_both_schedules(tmp_path):
+def finalist_benchmark(name, output, epochs):
+    """The rows of a finalist benchmark's smoke run on 400 digits (VGG-13, a 2-epoch share)."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT.parent / "finalist_schedule.py"), "--dataset", "digits",
-         "--train", "400", "--share-epochs", "2", "--epochs", "2", "--output", str(tmp_path)],
+        [sys.executable, str(SCRIPT.parent / f"{name}.py"), "--dataset", "digits", "--train",
+         "400", "--share-epochs", "2", "--epochs", str(epochs), "--output", str(output)],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in
-            (tmp_path / "finalist_schedule.md").read_text().splitlines()
-            if line.startswith("| vgg13")]
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in
+            (output / f"{name}.md").read_text().splitlines() if line.startswith("| vgg13")]
+
+
+def test_the_finalist_schedule_benchmark_trains_a_share_then_both_schedules(tmp_path):
+    rows = finalist_benchmark("finalist_schedule", tmp_path, epochs=2)
     assert [row[1:4] for row in rows] == [["a quarter", "2", "its own"], ["all", "2", "its own"],
                                           ["all", "2", "cosine over them"]]
     assert all(0 < float(row[5]) <= 1 for row in rows)  # test accuracy, scored
 
 
-
 def test_the_finalist_data_benchmark_gives_train_and_val_together_as_many_steps(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT.parent / "finalist_data.py"), "--dataset", "digits",
-         "--train", "400", "--share-epochs", "2", "--epochs", "3", "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in
-            (tmp_path / "finalist_data.md").read_text().splitlines()
-            if line.startswith("| vgg13")]
+    rows = finalist_benchmark("finalist_data", tmp_path, epochs=3)
     # 400 training and 100 validation images: 3 epochs of 400 are about 2 of 500.
     assert [row[1:5] for row in rows] == [["42", "a quarter of train", "2", "the best"],
                                           ["42", "train", "3", "the best"],
                                           ["42", "train + val", "2", "the last"]]
     assert rows[2][5] == "-" and 0 < float(rows[1][5]) <= 1  # no validation left to score
     assert all(0 < float(row[6]) <= 1 for row in rows)  # test accuracy, scored
+
 
 def test_a_search_s_anytime_curve_has_a_point_at_each_epoch_of_its_trials(tmp_path,
                                                                           monkeypatch):
