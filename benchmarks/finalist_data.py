@@ -16,12 +16,11 @@ machine ran, not a speed figure.
 """
 
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from finalist_schedule import data_and_rules, share_then_finalists
-from finalist_start import append_table, describe, stratified_quarter, train
+from finalist_schedule import data_and_rules, share_then_finalists, train_share
+from finalist_start import append_table, describe, train
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,9 +30,7 @@ def main(argv=None):
                                 "other finalist gets as many steps)").parse_args(argv)
     data, own = data_and_rules(args)
     cosine = {**own, "lr_schedule": "cosine"}
-    checkpoint = Path(tempfile.mkdtemp()) / "share.weights.h5"
-    share = train(data, stratified_quarter(data.train, args.seed), args.share_epochs, args.seed,
-                  save=checkpoint, rules=own)
+    checkpoint, share = train_share(args, data, own)
     rows = [row(args, "a quarter of train", args.share_epochs, "the best", share)]
     print(rows[-1], flush=True)
     result = train(data, data.train, args.epochs, args.seed, load=checkpoint, rules=cosine)

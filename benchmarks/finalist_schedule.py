@@ -28,9 +28,7 @@ def main(argv=None):
     args = share_then_finalists(__doc__, epochs=5, help="epochs on all the images") \
         .parse_args(argv)
     data, own = data_and_rules(args)
-    checkpoint = Path(tempfile.mkdtemp()) / "share.weights.h5"
-    share = train(data, stratified_quarter(data.train, args.seed), args.share_epochs, args.seed,
-                  save=checkpoint, rules=own)
+    checkpoint, share = train_share(args, data, own)
     rows = [row(args, "a quarter", args.share_epochs, "its own", share)]
     print(rows[-1], flush=True)
     for schedule, rules in (("its own", own), ("cosine over them", {**own,
@@ -63,6 +61,15 @@ def data_and_rules(args):
     if args.train:
         data = subset(data, args.train, args.seed)
     return data, get_preset(args.model, data.input_shape) if args.model != "defaults" else {}
+
+
+def train_share(args, data, rules):
+    """The model trained for ``--share-epochs`` on a stratified quarter of the training images,
+    as a trial would: the checkpoint of its best weights and optimizer state, and its result
+    (see finalist_start.train)."""
+    checkpoint = Path(tempfile.mkdtemp()) / "share.weights.h5"
+    return checkpoint, train(data, stratified_quarter(data.train, args.seed), args.share_epochs,
+                             args.seed, save=checkpoint, rules=rules)
 
 
 def row(args, images, epochs, schedule, result) -> str:
