@@ -20,6 +20,8 @@ IMBALANCE = 1.5
 STRATEGIES = ("none", "mirrored")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTED = ("none", "chief")
+# The images a last-rung finalist trains on (see search/budget.final_on_val).
+FINAL_DATA = ("auto", "train", "train+val")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # relative to the working directory
 DEFAULT_TUNER_DIR = "mlruns/tuner"
 DEFAULT_MAX_TRIALS = 10  # without a time budget
@@ -59,6 +61,7 @@ class SearchConfig:
     patience: int = 5  # early stopping on validation accuracy, in epochs
     trial_fraction: float = 1.0  # of the training images each trial trains on (retraining: all)
     finalists: int = 2  # best configurations trained on all images at the end (budget.last_rung)
+    final_data: str = "auto"  # one of FINAL_DATA: the last rung's images (budget.final_on_val)
     class_weight: str = "auto"  # one of CLASS_WEIGHTS: each class's images' weight in the loss
     seed: int = 42  # fixes the tuner's choices and the weight initialisation
     max_failed_trials: int = 10  # consecutive failed trials before the search gives up
@@ -94,6 +97,7 @@ class SearchConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("distributed", self.distributed, DISTRIBUTED)
+        _check_choice("final_data", self.final_data, FINAL_DATA)
         if self.workers < 0 or self.worker_timeout <= 0:
             raise ConfigError("workers must be at least 0 and worker_timeout more than zero, "
                               f"got {self.workers} and {self.worker_timeout}")

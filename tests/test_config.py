@@ -10,6 +10,7 @@ from autocnn.errors import ConfigError
     ("epochs", -1, r"epochs must be at least 1"),
     ("finalists", 0, r"finalists must be at least 1, got 0"),
     ("champion_metric", "loss", r"unknown champion_metric 'loss'"),
+    ("final_data", "val", r"unknown final_data 'val': choose one of auto, train, train\+val"),
 ])
 def test_bad_search_values_are_named(field, value, message):
     with pytest.raises(ConfigError, match=message):

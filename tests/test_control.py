@@ -114,6 +114,11 @@ def test_the_final_trainings_epochs_are_planned_again_as_they_are_timed(monkeypa
     capped.on_epoch_begin(0)
     capped.on_epoch_end(0)
     assert capped.end == 4 and not capped.model.stop_training
+    # Without a deadline the plan is its most epochs: a cosine spans them, the last ends it.
+    endless = callbacks.EpochPlan(4, most=4, deadline=math.inf)
+    history = tiny_model().fit(np.ones((8, 4), "float32"), np.zeros(8, "int32"), epochs=10,
+                               verbose=0, callbacks=[endless])
+    assert len(history.history["loss"]) == 4 and endless.end == 4
 
 
 def test_a_non_finite_loss_fails_the_trial():

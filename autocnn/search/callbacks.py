@@ -74,7 +74,8 @@ class EpochPlan(keras.callbacks.Callback):
         # The first epoch also traces the model's functions: the later ones set the pace.
         paced = self._seconds[1:] or self._seconds
         pace = max(sum(paced) / len(paced), 1e-9)
-        fit = done + int(max(self.deadline - time.time(), 0) // pace)
+        left = self.deadline - time.time()  # infinite: a plan of ``most`` epochs, no deadline
+        fit = self.most if math.isinf(left) else done + int(max(left, 0) // pace)
         # After the first epoch, the end grows only as far as keeps the schedule's progress
         # (epochs done / end) from going back: the rate never rises again.
         grown = self.most if done == 1 else before * done // (done - 1)

@@ -1,11 +1,12 @@
-"""The final training: the best configuration retrained on train + val, or the last rung's
-finalists each trained on all the training images, or the best trial's own model when the budget
-or --no-retrain says so."""
+"""The final training: the best configuration retrained on train + val, or the last rung (its
+finalists each trained on all the training images, or its best trial alone on train + val), or
+the best trial's own model when the budget or --no-retrain says so."""
 
 import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import keras_tuner as kt
 import numpy as np
 
 from autocnn.control import format_duration
-from autocnn.search.budget import last_rung
+from autocnn.search.budget import final_on_val, last_rung
+from autocnn.search.callbacks import EpochPlan
 from autocnn.search.oracles import distinct_best_trials
 from autocnn.search.prepare import PIPELINE_BATCH
 from autocnn.search.progress import training_progress
@@ -53,6 +55,8 @@ def final_model(config, hypermodel, tuner, dataset, budget) -> FinalModel:
         reason = reason.replace("training it", "retraining", 1)
         log.info(f"{head}its model at epoch {best.best_step + 1} is the result ({reason})")
         return FinalModel(best, tuner.get_best_models(1)[0], None, 0, reason)
+    if final_on_val(config):
+        return _on_train_and_val(config, hypermodel, tuner, dataset, budget, best)
     if last_rung(config):
         return _last_rung(config, hypermodel, tuner, dataset, budget)
     log.info(f"{head}retraining on train + val for {best.best_step + 1} epochs")
@@ -85,6 +89,35 @@ def _last_rung(config, hypermodel, tuner, dataset, budget) -> FinalModel:
         log.info(f"trial {int(winner.trial.trial_id) + 1}'s configuration is the result")
     winner.finalists = scores
     return winner
+
+
+def _on_train_and_val(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
+    """The last rung as its best trial alone (see budget.final_on_val), trained on the
+    training and validation images together, from its trial's best weights where it has them,
+    its learning rate falling on a cosine to the end the budget plans (``config.epochs``
+    without one), its last epoch kept: with the validation images trained on, nothing is left
+    to choose an epoch or a winner with."""
+    number = int(trial.trial_id) + 1
+    plan = budget.final_plan(tuner.epoch_seconds.get(trial.trial_id), config.epochs,
+                             say=functools.partial(_replanned, number))
+    plan = plan or EpochPlan(config.epochs, config.epochs, deadline=math.inf)
+    log.info(f"best trial {number} ({trial.score:.4f}): training it on all "
+             f"{len(dataset.train) + len(dataset.val)} training and validation images for "
+             f"{'about ' * budget.limited}{plan.planned} epochs, its learning rate falling on a "
+             "cosine to the last, which is kept (validation cannot choose an epoch it trained on)")
+    start = starting_weights(tuner, trial)
+    if start is not None:
+        log.info(f"trial {number}: starting from its trial's best weights (epoch "
+                 f"{trial.best_step + 1} on a share of the images)")
+    started = time.monotonic()
+    model, history = train_in_full(hypermodel, trial, dataset, config, budget.final_deadline(),
+                                   label=f"final trial {number}", plan=plan, start=start,
+                                   with_val=True)
+    epochs = len(history.get("loss", []))
+    log.info(f"trial {number}: trained {epochs} epochs on train + val, training accuracy "
+             f"{(history.get('accuracy') or [0.0])[-1]:.4f} at the last "
+             f"[{format_duration(time.monotonic() - started)}]")
+    return FinalModel(trial, model, history, epochs, lr_schedule="cosine")
 
 
 def _not_affordable(trial, winner, tuner, budget, config) -> str | None:
@@ -188,26 +221,28 @@ def retrain(hypermodel, trial, dataset, config, callbacks=()):
 
 
 def train_in_full(hypermodel, trial, dataset, config, callbacks=(), label="training",
-                  plan=None, start=None):
+                  plan=None, start=None, with_val=False):
     """The last rung (see budget.last_rung): the trial's configuration trained on all the
-    training images, from the weights (and optimizer state) of the checkpoint ``start`` or
-    afresh, for up to ``config.epochs`` or the epochs of ``plan`` (a callbacks.EpochPlan),
+    training images (``with_val``: and the validation images, to its last epoch), from the
+    weights (and optimizer state) of the checkpoint ``start`` or afresh, for up to
+    ``config.epochs`` or the epochs of ``plan`` (a callbacks.EpochPlan); without ``with_val``
     stopped ``config.patience`` epochs after validation accuracy last improved, with the
-    weights of its best epoch; its progress shown as ``label``."""
+    weights of its best epoch. Its progress is shown as ``label``."""
     callbacks = [*callbacks, *_progress(label, trial, hypermodel, config)]
     model = _fresh_model(hypermodel, trial, config)
     if start is not None:
         model.optimizer.build(model.trainable_variables)  # its state is in the checkpoint too
         model.load_weights(start)
-    train = dataset.batches(dataset.train, PIPELINE_BATCH, shuffle=True, seed=config.seed)
-    val = dataset.batches(dataset.val, PIPELINE_BATCH)
-    stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE, mode="max", patience=config.patience,
-                                         restore_best_weights=True)
+    images = dataset.train.concat(dataset.val) if with_val else dataset.train
+    train = dataset.batches(images, PIPELINE_BATCH, shuffle=True, seed=config.seed)
+    val = None if with_val else dataset.batches(dataset.val, PIPELINE_BATCH)
+    stop = [] if with_val else [keras.callbacks.EarlyStopping(
+        monitor=OBJECTIVE, mode="max", patience=config.patience, restore_best_weights=True)]
     # A backbone's two phases are sized from the epochs given: it gets the plan's first guess.
     epochs = plan.planned if plan is not None and _backbone(trial) else config.epochs
     history = hypermodel.fit(trial.hyperparameters, model, train, validation_data=val,
                              epochs=epochs, shuffle=False, verbose=config.verbose,
-                             plan=plan, callbacks=[stop, *([plan] if plan else []), *callbacks])
+                             plan=plan, callbacks=[*stop, *([plan] if plan else []), *callbacks])
     return model, history.history
 
 

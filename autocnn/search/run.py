@@ -65,7 +65,7 @@ class SearchResult:
     seconds: float = 0.0  # wall-clock time of the whole search
     stopped_by: str | None = None  # "time budget" when it ended the search early
     overhead_seconds: float | None = None  # a trial's mean time beyond training (see timing)
-    retrained_on: str = "train + val"  # or train alone (the last rung: see budget.last_rung)
+    retrained_on: str = "train + val"  # or train alone (the last rung: see budget.final_on_val)
     # The last rung's finalists: trial id -> validation accuracy after training on all of train.
     finalists: dict = dataclasses.field(default_factory=dict)
     report: str = ""  # the HTML report's path on disk
@@ -198,8 +198,7 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
     # of this training's graphs.
     release_traced_gradients(traced_gradients() - traced)
     _log_final(tracker, final, hypermodel)
-    trained_on = "train (the epoch validation chose)" if budgets.last_rung(config) \
-        else "train + val"
+    trained_on = _trained_on(config)
     metrics, registration = None, None
     if config.evaluate:
         probabilities = probabilities_on_test(final.model, dataset)
@@ -221,6 +220,12 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
         model=final.model, kept_because=final.kept_because, seconds=budget.elapsed,
         stopped_by=tuner.stopped_by, overhead_seconds=overhead, retrained_on=trained_on,
         finalists=final.finalists, report=str(report))
+
+
+def _trained_on(config) -> str:
+    if budgets.final_on_val(config):
+        return "train + val (its last epoch)"
+    return "train (the epoch validation chose)" if budgets.last_rung(config) else "train + val"
 
 
 def _ended_trials(config, tuner) -> tuple[list, list]:

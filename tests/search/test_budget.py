@@ -198,11 +198,13 @@ def test_the_budget_says_why_a_configuration_is_too_slow(tmp_path):
         first.hyperparameters.values)
 
 
-@pytest.mark.parametrize("fraction, expected", [(1.0, 1.5), (0.5, 4.0)])
-def test_the_final_training_is_counted_at_the_best_epoch(fraction, expected):
-    """train + val (1.5 times the trial's images) for the best epoch at full data; all of train
-    (twice the trial's half) for the best epoch and the patience on the last rung."""
-    config = SearchConfig(trial_fraction=fraction, patience=1, epochs=10)
+@pytest.mark.parametrize("fraction, final_data, expected",
+                         [(1.0, "auto", 1.5), (0.5, "train", 4.0), (0.5, "train+val", 6.0)])
+def test_the_final_training_is_counted_at_the_best_epoch(fraction, final_data, expected):
+    """train + val (1.5 times the trial's images) for the best epoch at full data; on the last
+    rung, all of train (twice the trial's half), or train + val (three times), for the best
+    epoch and the patience."""
+    config = SearchConfig(trial_fraction=fraction, patience=1, epochs=10, final_data=final_data)
     dataset = type("D", (), {"train": range(100), "val": range(50)})()
     trial = type("T", (), {"best_step": 0})()
     seconds = budgets.final_seconds(config, dataset, int(100 * fraction))
@@ -216,6 +218,10 @@ def test_a_finalists_epochs_are_those_the_time_left_affords():
     per_epoch = budgets.full_epoch_seconds(config, dataset, 100)
     assert per_epoch(10.0) == pytest.approx(10.0 * (400 + 50) / (100 + 50))  # 30 s
     assert budgets.full_epoch_seconds(SearchConfig(), dataset, 100) is None  # no last rung
+    on_val = SearchConfig(trial_fraction=0.25, epochs=20, final_data="train+val")
+    # It trains on the 150 validation images too, and validates on none.
+    assert budgets.full_epoch_seconds(on_val, dataset, 100)(10.0) == pytest.approx(
+        10.0 * (400 + 150) / (100 + 50))
     clock = Clock()
     budget = budgets.SearchBudget(budgets.Clock(600, clock=clock), full_epoch=per_epoch)
     assert budget.final_epochs(10.0, 20) == 19  # 570 s for training, 30 s an epoch
@@ -224,3 +230,14 @@ def test_a_finalists_epochs_are_those_the_time_left_affords():
     assert budget.final_epochs(10.0, 20) == 1  # even with 10 s left, an epoch (the deadline cuts)
     assert budgets.SearchBudget(budgets.Clock(None), full_epoch=per_epoch).final_epochs(
         10.0, 20) == 20
+
+
+@pytest.mark.parametrize("settings, on_val", [
+    (dict(trial_fraction=0.25, time_budget=600), True),  # auto: the budget plans its epochs
+    (dict(trial_fraction=0.25), False),  # auto without a budget: validation picks the epoch
+    (dict(trial_fraction=0.25, final_data="train+val"), True),
+    (dict(trial_fraction=0.25, time_budget=600, final_data="train"), False),
+    (dict(time_budget=600, final_data="train+val"), False),  # no last rung: retrain's own
+    (dict(trial_fraction=0.25, time_budget=600, retrain=False), False)])
+def test_which_last_rung_trains_on_the_validation_images(settings, on_val):
+    assert budgets.final_on_val(SearchConfig(**settings)) is on_val

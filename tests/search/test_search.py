@@ -97,7 +97,7 @@ def test_the_last_rung_trains_the_finalists_and_keeps_the_best_on_validation(tmp
     # A budget plans the finalists' epochs: their rate falls on a cosine to the planned end,
     # not by the plateau schedule their trials had.
     result = run_search(config(tmp_path, max_trials=3, epochs=2, patience=1, trial_fraction=0.5,
-                               finalists=2, time_budget=900,
+                               finalists=2, time_budget=900, final_data="train",
                                space={"family": "plain", "num_blocks": 1,
                                       "lr_schedule": "plateau"}))
     assert any(line.startswith("best trials ") and "training each on all 1149 training images"
@@ -119,6 +119,28 @@ def test_the_last_rung_trains_the_finalists_and_keeps_the_best_on_validation(tmp
     assert len([k for k in metrics if k.startswith("finalist_trial_")]) == 2
     params = MlflowClient(f"sqlite:///{tmp_path}/db.db").get_run(result.run_id).data.params
     assert params["best_lr_schedule"] == "plateau" and params["final_lr_schedule"] == "cosine"
+
+
+def test_a_budgeted_last_rung_trains_the_best_trial_on_train_and_val_to_its_last_epoch(
+        tmp_path, progress):
+    lines = progress
+    result = run_search(config(tmp_path, max_trials=2, epochs=2, patience=1, trial_fraction=0.5,
+                               time_budget=900, space={"family": "plain", "num_blocks": 1,
+                                                       "lr_schedule": "plateau"}))
+    best = int(result.best_trial_id) + 1
+    assert any(line.startswith(f"best trial {best} (") and "training it on all 1437 training "
+               "and validation images for about " in line for line in lines)
+    assert any(line.startswith(f"trial {best}: starting from its trial's best weights")
+               for line in lines)
+    assert result.retrained_on == "train + val (its last epoch)" and result.finalists == {}
+    assert 1 <= result.retrain_epochs <= 2
+    client = MlflowClient(f"sqlite:///{tmp_path}/db.db")
+    run = client.get_run(result.run_id)
+    # Nothing was validated: the history is the training's own, and no finalist score is kept.
+    assert len(client.get_metric_history(result.run_id, "retrain_accuracy")) == \
+        result.retrain_epochs
+    assert not any("val" in k for k in run.data.metrics if k.startswith(("retrain_", "final")))
+    assert run.data.params["final_lr_schedule"] == "cosine"
 
 
 def test_a_finalist_starts_from_its_trials_best_weights(tmp_path, seed):
