@@ -3,8 +3,8 @@ the same wall-clock budget, on the same train / validation / test split.
 
 1. autocnn: its search, retraining and evaluation, as `autocnn search --tuner auto
    --epochs 20 --patience 4 --trial-fraction 0.25 --time-budget BUDGET` runs it (each trial on a
-   quarter of the training images, at 2, 6 or 20 epochs as it earns them, the best two then
-   trained on all of them, validation choosing the epoch and the winner); `autocnn-random` and
+   quarter of the training images, at 2, 6 or 20 epochs as it earns them, the best then
+   trained on all the training and validation images to the budget's end); `autocnn-random` and
    `autocnn-bayesian` are the same with `--tuner random` and `--tuner bayesian` (KerasTuner's
    oracles, warm-started, every trial at the full epochs);
 2. the reference CNN (CONV 16 5x5 pad 2 -> BN -> ReLU -> max-pool 2 -> CONV 32 5x5 pad 2 -> BN

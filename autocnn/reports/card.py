@@ -120,7 +120,9 @@ def _choice(record) -> str:
     if len(finalists) > 1:
         how.append(f"then the best of {len(finalists)} finalists, each trained on all the "
                    "training images")
-    elif p.get("retrain") == "True":
+    elif p.get("final_trained_on"):
+        how.append(f"then trained again on {p['final_trained_on']}")
+    elif p.get("retrain") == "True":  # a run from before final_trained_on was logged
         how.append("retrained on train + val")
     champion = p.get("champion_metric", "f1_macro")
     return ("## How it was chosen\n\n" + ", ".join(how) + f". The `champion` alias moves to "

@@ -197,8 +197,8 @@ def _finish(config, dataset, tracker, tuner, hypermodel) -> SearchResult:
     # As after each trial: a process that searches again (a pipeline, a notebook) keeps none
     # of this training's graphs.
     release_traced_gradients(traced_gradients() - traced)
-    _log_final(tracker, final, hypermodel)
     trained_on = _trained_on(config)
+    _log_final(tracker, final, hypermodel, trained_on)
     metrics, registration = None, None
     if config.evaluate:
         probabilities = probabilities_on_test(final.model, dataset)
@@ -253,11 +253,12 @@ def _ended_trials(config, tuner) -> tuple[list, list]:
     return trials, completed
 
 
-def _log_final(tracker, final, hypermodel) -> None:
+def _log_final(tracker, final, hypermodel, trained_on: str) -> None:
     best, run = final.trial, tracker.parent_run_id
     values = active_values(best.hyperparameters)
     tracker.log_params(run, {f"best_{k}": v for k, v in values.items()}
-                       | ({"final_lr_schedule": final.lr_schedule} if final.lr_schedule else {}))
+                       | ({"final_lr_schedule": final.lr_schedule} if final.lr_schedule else {})
+                       | ({"final_trained_on": trained_on} if final.epochs else {}))
     tracker.log_metrics(run, {
         "best_val_accuracy": best.score, "model_params": final.model.count_params(),
         **({"final_val_accuracy": final.finalists[best.trial_id]} if final.finalists else {}),

@@ -74,6 +74,12 @@ def test_the_card_says_when_the_final_training_fell_otherwise_than_its_trials(re
             "budget gave it (its trials: plateau)") in card.model_card(record)
 
 
+def test_the_card_says_which_images_the_final_training_had(record):
+    assert "retrained on train + val." in card.model_card(record)  # as older runs recorded it
+    record.params["final_trained_on"] = "train + val (its last epoch)"
+    assert "then trained again on train + val (its last epoch)." in card.model_card(record)
+
+
 def test_a_search_without_evaluation_or_fingerprint_still_has_a_card(record, tmp_path):
     record.artifacts = tmp_path / "nothing"
     text = card.model_card(record)

@@ -141,6 +141,7 @@ def test_a_budgeted_last_rung_trains_the_best_trial_on_train_and_val_to_its_last
         result.retrain_epochs
     assert not any("val" in k for k in run.data.metrics if k.startswith(("retrain_", "final")))
     assert run.data.params["final_lr_schedule"] == "cosine"
+    assert run.data.params["final_trained_on"] == "train + val (its last epoch)"
 
 
 def test_a_finalist_starts_from_its_trials_best_weights(tmp_path, seed):
