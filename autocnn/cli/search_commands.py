@@ -123,7 +123,7 @@ from autocnn.config import (
          help="Test metric that decides whether a new model becomes the 'champion' alias.")
 @click.option("--no-retrain", is_flag=True, help="Keep the best trial's own model (trained on "
               "train, or its --trial-fraction share, at its best epoch) instead of retraining "
-              "it (on train + val; with --trial-fraction, on all of train).")
+              "it (on train + val; with --trial-fraction, the last rung of --final-data).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the test-split evaluation (and so the "
               "registration, which needs its score).")
 @click.option("--no-register", is_flag=True, help="Evaluate the best model but do not "
