@@ -245,8 +245,7 @@ def full_epoch_seconds(config, dataset, trial_images: int):
     if not last_rung(config):
         return None
     share = cost_module.VALIDATION_SHARE * len(dataset.val)
-    validated = 0 if final_on_val(config) else share  # no validation: it trains on it
-    scale = (_finalist_images(config, dataset) + validated) / (trial_images + share)
+    scale = final_images(config, dataset) / (trial_images + share)
     return lambda per_epoch: per_epoch * scale
 
 

@@ -105,14 +105,9 @@ def _on_train_and_val(config, hypermodel, tuner, dataset, budget, trial) -> Fina
              f"{len(dataset.train) + len(dataset.val)} training and validation images for "
              f"{'about ' * budget.limited}{plan.planned} epochs, its learning rate falling on a "
              "cosine to the last, which is kept (validation cannot choose an epoch it trained on)")
-    start = starting_weights(tuner, trial)
-    if start is not None:
-        log.info(f"trial {number}: starting from its trial's best weights (epoch "
-                 f"{trial.best_step + 1} on a share of the images)")
     started = time.monotonic()
-    model, history = train_in_full(hypermodel, trial, dataset, config, budget.final_deadline(),
-                                   label=f"final trial {number}", plan=plan, start=start,
-                                   with_val=True)
+    model, history = _from_trial(config, hypermodel, tuner, dataset, budget, trial,
+                                 f"final trial {number}", plan, with_val=True)
     epochs = len(history.get("loss", []))
     log.info(f"trial {number}: trained {epochs} epochs on train + val, training accuracy "
              f"{(history.get('accuracy') or [0.0])[-1]:.4f} at the last "
@@ -150,13 +145,9 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
     if own is not None and trained != own:
         log.info(f"trial {number}: its learning rate falls on a cosine to the planned end, "
                  f"not by its own {own} schedule, so that it ends low with the budget")
-    start = starting_weights(tuner, trial)
-    if start is not None:
-        log.info(f"trial {number}: starting from its trial's best weights (epoch "
-                 f"{trial.best_step + 1} on a share of the images)")
     started = time.monotonic()
-    model, history = train_in_full(hypermodel, trial, dataset, config, budget.final_deadline(),
-                                   label=f"finalist trial {number}", plan=plan, start=start)
+    model, history = _from_trial(config, hypermodel, tuner, dataset, budget, trial,
+                                 f"finalist trial {number}", plan)
     finished = FinalModel(trial, model, history, len(history.get("loss", [])),
                           lr_schedule=trained)
     epoch = int(np.argmax(history.get(OBJECTIVE) or [0.0])) + 1
@@ -164,6 +155,18 @@ def _finalist(config, hypermodel, tuner, dataset, budget, trial) -> FinalModel:
              f"images, epoch {epoch} of {finished.epochs} "
              f"[{format_duration(time.monotonic() - started)}]")
     return finished
+
+
+def _from_trial(config, hypermodel, tuner, dataset, budget, trial, label, plan,
+                with_val=False):
+    """A last-rung training (see train_in_full) from its trial's best weights where it has
+    them (`starting_weights`, one line says so), ended with the budget."""
+    start = starting_weights(tuner, trial)
+    if start is not None:
+        log.info(f"trial {int(trial.trial_id) + 1}: starting from its trial's best weights "
+                 f"(epoch {trial.best_step + 1} on a share of the images)")
+    return train_in_full(hypermodel, trial, dataset, config, budget.final_deadline(),
+                         label=label, plan=plan, start=start, with_val=with_val)
 
 
 def _replanned(number, before, end, seconds):
