@@ -170,6 +170,21 @@ def backbone_model(name="mobilenet_v3_small", input_shape=(8, 8, 1), classes=3, 
     return model, hp, rules
 
 
+def pytest_collection_finish(session):
+    """Move what the libraries' imports made into the collector's permanent generation, so that
+    the collection after each long test (in _release_models) walks only what tests made: a
+    second or more each time otherwise, a few minutes over the suite."""
+    import gc
+
+    import keras  # noqa: F401
+    import keras_tuner  # noqa: F401
+    import mlflow  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _release_models():
     """What a test's models and graphs leave in TensorFlow's and Keras's global state goes with
