@@ -220,30 +220,51 @@ def _curve_rows(curves: dict) -> list[dict]:
 
 def plot_anytime(rows, path: Path) -> None:
     """Each method's best validation accuracy against wall time, one PNG (``rows``: each
-    with its method, budget and curve)."""
+    with its method, budget and curve), a panel for each budget: curves of different budgets
+    are not to be compared."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for row in rows:
-        if row.get("curve"):
-            seconds, scores = zip(*row["curve"])
-            # Markers: a method of one trial has one point, which a step line alone hides.
-            each = ", each trial's end" if _each_trial(row) else ""
-            axes.step([s / 60 for s in seconds], scores, where="post", marker="o",
-                      markersize=4, label=f"{row['method']} ({row['budget']}{each})")
-    axes.set(xlabel="minutes since the method began", ylabel="best validation accuracy so far",
-             title="Anytime performance, at each epoch's end (autocnn's searches: their "
-                   "trials',\nthe final training not shown; older curves as the legend says)")
-    axes.set_ylim(bottom=max(0.0, min(min(s for _, s in r["curve"]) for r in rows
-                                     if r.get("curve")) - 0.02))
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    panels = curves_by_budget(rows)
+    methods = sorted({row["method"] for drawn in panels.values() for row in drawn})
+    colors = {method: f"C{i % 10}" for i, method in enumerate(methods)}  # alike in each panel
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1.5, 4.2),
+                                squeeze=False)
+    for axis, (budget, drawn) in zip(axes[0], panels.items()):
+        _draw_panel(axis, budget, drawn, colors)
+    axes[0][0].set_ylabel("best validation accuracy so far")
+    title = ("Anytime performance, at each epoch's end (autocnn's searches: their trials', "
+             "the final training not shown; older curves as the legend says)")
+    figure.suptitle(textwrap.fill(title, 55 * len(panels)), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def curves_by_budget(rows) -> dict[str, list[dict]]:
+    """The rows that have a curve, grouped by budget, the shortest budget first."""
+    from autocnn import parse_duration
+
+    drawn = [row for row in rows if row.get("curve")]
+    budgets = sorted({row["budget"] for row in drawn}, key=parse_duration)
+    return {budget: [row for row in drawn if row["budget"] == budget] for budget in budgets}
+
+
+def _draw_panel(axis, budget: str, rows, colors: dict) -> None:
+    for row in rows:
+        seconds, scores = zip(*row["curve"])
+        # Markers: a method of one trial has one point, which a step line alone hides.
+        each = " (each trial's end)" if _each_trial(row) else ""
+        axis.step([s / 60 for s in seconds], scores, where="post", marker="o",
+                  markersize=4, color=colors[row["method"]], label=f"{row['method']}{each}")
+    axis.set(xlabel="minutes since the method began", title=f"budget {budget}")
+    axis.set_ylim(bottom=max(0.0, min(min(s for _, s in r["curve"]) for r in rows) - 0.02))
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize=8)
 
 
 def _each_trial(row) -> bool:

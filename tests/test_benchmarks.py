@@ -170,6 +170,22 @@ def test_a_method_run_alone_keeps_a_row_for_each_budget(tmp_path, monkeypatch):
     assert text.count("| method | budget |") == 2 and text.index("### 15m") < text.index("### 60m")
 
 
+
+def test_the_anytime_plot_draws_a_panel_for_each_budget(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import fashion_mnist as bench
+
+    rows = [{"method": "autocnn", "budget": "60m", "curve": [(30, 0.8), (90, 0.9)]},
+            {"method": "reference", "budget": "90s", "curve": [(20, 0.7)]},
+            {"method": "autocnn", "budget": "90s", "curve": [(10, 0.6), (60, 0.75)]},
+            {"method": "autokeras", "budget": "60m", "curve": []}]  # no trial in its budget
+    panels = bench.curves_by_budget(rows)
+    assert list(panels) == ["90s", "60m"]  # the shortest budget first, not in the rows' order
+    assert [row["method"] for row in panels["90s"]] == ["reference", "autocnn"]
+    assert [row["method"] for row in panels["60m"]] == ["autocnn"]
+    bench.plot_anytime(rows, tmp_path / "anytime.png")
+    assert (tmp_path / "anytime.png").stat().st_size > 5000
+
 def test_the_tracking_load_benchmark_counts_what_reached_the_server(tmp_path):
     script = SCRIPT.parent / "tracking_load.py"
     result = subprocess.run([sys.executable, str(script), "--processes", "2", "--stores",
