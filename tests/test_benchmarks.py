@@ -170,7 +170,6 @@ def test_a_method_run_alone_keeps_a_row_for_each_budget(tmp_path, monkeypatch):
     assert text.count("| method | budget |") == 2 and text.index("### 15m") < text.index("### 60m")
 
 
-
 def test_the_anytime_plot_draws_a_panel_for_each_budget(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     import fashion_mnist as bench
@@ -185,6 +184,7 @@ def test_the_anytime_plot_draws_a_panel_for_each_budget(tmp_path, monkeypatch):
     assert [row["method"] for row in panels["60m"]] == ["autocnn"]
     bench.plot_anytime(rows, tmp_path / "anytime.png")
     assert (tmp_path / "anytime.png").stat().st_size > 5000
+
 
 def test_the_tracking_load_benchmark_counts_what_reached_the_server(tmp_path):
     script = SCRIPT.parent / "tracking_load.py"
